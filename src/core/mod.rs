@@ -1,0 +1,15 @@
+//! The pure core of rbm-edge: RBM's wire formats and the rules about them.
+//!
+//! Nothing in here imports `worker`, `js_sys` or `web_sys`, reads a clock or does I/O:
+//! every module is plain Rust, unit-tested natively with `cargo test`. Time comes in as a
+//! parameter (milliseconds since the Unix epoch), read by the Workers shell.
+
+pub mod ct;
+pub mod envelope;
+pub mod event;
+pub mod ids;
+pub mod route;
+pub mod signature;
+pub mod status;
+pub mod time;
+pub mod validate;

@@ -1,0 +1,376 @@
+//! Per-message status: which events are recorded, and the status they add up to.
+//!
+//! KV has no compare-and-set and is eventually consistent, so nothing here reads, modifies and
+//! writes one record. Each (message, event type) is its own KV key, `msg:{messageId}:{TYPE}`,
+//! written blindly; the status is a pure function of the **set** of types present, by
+//! precedence. Duplicates rewrite the same key, arrival order does not matter and concurrent
+//! writers never lose each other's events.
+//!
+//! Precedence: `READ` > `DELIVERED` > `REVOKED` > `EXPIRED` > `SENT` > `FAILED`.
+//! DELIVERED beats the TTL notices (Google: both can arrive; a revoke can lose the race).
+
+use serde::{Deserialize, Serialize};
+
+use super::time::parse_rfc3339_nanos;
+
+/// An event recorded for an agent message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RecordType {
+    /// The send relay got a 2xx from agentMessages.create.
+    Sent,
+    /// The send relay got a 4xx from agentMessages.create.
+    SendFailed,
+    /// The relay's revoke (agentMessages.delete) was accepted.
+    RevokeRequested,
+    Delivered,
+    Read,
+    TtlExpirationRevoked,
+    TtlExpirationRevokeFailed,
+}
+
+/// The status a set of records adds up to. Declared in ascending precedence, so `max` wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    Failed,
+    Sent,
+    Expired,
+    Revoked,
+    Delivered,
+    Read,
+}
+
+impl RecordType {
+    pub const ALL: [RecordType; 7] = [
+        RecordType::Sent,
+        RecordType::SendFailed,
+        RecordType::RevokeRequested,
+        RecordType::Delivered,
+        RecordType::Read,
+        RecordType::TtlExpirationRevoked,
+        RecordType::TtlExpirationRevokeFailed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordType::Sent => "SENT",
+            RecordType::SendFailed => "SEND_FAILED",
+            RecordType::RevokeRequested => "REVOKE_REQUESTED",
+            RecordType::Delivered => "DELIVERED",
+            RecordType::Read => "READ",
+            RecordType::TtlExpirationRevoked => "TTL_EXPIRATION_REVOKED",
+            RecordType::TtlExpirationRevokeFailed => "TTL_EXPIRATION_REVOKE_FAILED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RecordType> {
+        RecordType::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// The status this record alone stands for.
+    pub fn status(self) -> Status {
+        match self {
+            RecordType::Read => Status::Read,
+            RecordType::Delivered => Status::Delivered,
+            RecordType::TtlExpirationRevoked | RecordType::RevokeRequested => Status::Revoked,
+            RecordType::TtlExpirationRevokeFailed => Status::Expired,
+            RecordType::Sent => Status::Sent,
+            RecordType::SendFailed => Status::Failed,
+        }
+    }
+}
+
+/// The status of a set of records; `None` for the empty set. Order and repetition are
+/// irrelevant by construction (a max over a set).
+pub fn project(types: impl IntoIterator<Item = RecordType>) -> Option<Status> {
+    types.into_iter().map(RecordType::status).max()
+}
+
+/// Where a record came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Webhook,
+    Api,
+}
+
+/// What is stored as the KV **metadata** of one record (≤ 1024 bytes, returned by `list`, so
+/// the status view is one list call with no per-key reads).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordMeta {
+    /// When it happened: RBM's `sendTime` for webhook events, our clock for API events.
+    pub at: String,
+    /// When rbm-edge recorded it (our clock).
+    pub received_at: String,
+    pub source: Source,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    /// RBM's HTTP status on SEND_FAILED.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+}
+
+/// Longest string field kept in metadata (keeps a record well under KV's 1024-byte limit).
+pub const MAX_META_FIELD: usize = 200;
+
+impl RecordMeta {
+    /// Drops optional fields too long to store, so a hostile or odd value can never make the
+    /// KV write fail (which would make RBM retry the event for 7 days).
+    pub fn bounded(mut self) -> RecordMeta {
+        for f in [
+            &mut self.event_id,
+            &mut self.phone_number,
+            &mut self.agent_id,
+        ] {
+            if f.as_ref().is_some_and(|s| s.len() > MAX_META_FIELD) {
+                *f = None;
+            }
+        }
+        if self.at.len() > 64 {
+            self.at = self.received_at.clone();
+        }
+        self
+    }
+}
+
+/// The KV key prefix of a message's records (the id must already be validated).
+pub fn key_prefix(message_id: &str) -> String {
+    format!("msg:{message_id}:")
+}
+
+pub fn key(message_id: &str, t: RecordType) -> String {
+    format!("msg:{message_id}:{}", t.as_str())
+}
+
+/// The record type of a key under `prefix`; `None` for keys of no type we know.
+pub fn type_of_key(key: &str, prefix: &str) -> Option<RecordType> {
+    key.strip_prefix(prefix).and_then(RecordType::parse)
+}
+
+/// One event in the status view (who sent it and to whom is on the view itself).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventView {
+    #[serde(rename = "type")]
+    pub kind: RecordType,
+    pub at: String,
+    pub received_at: String,
+    pub source: Source,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+}
+
+/// `GET /v1/messages/{id}`: the folded view of a message's records.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusView {
+    pub message_id: String,
+    pub phone_number: Option<String>,
+    pub agent_id: Option<String>,
+    pub status: Status,
+    pub events: Vec<EventView>,
+    pub updated_at: String,
+}
+
+/// Folds a message's records into its view; `None` when there are none.
+/// Events are sorted by when they happened (numerically: RBM's timestamps mix precisions),
+/// then by type; phone number and agent come from the API's own record first, else any.
+pub fn fold(message_id: &str, mut records: Vec<(RecordType, RecordMeta)>) -> Option<StatusView> {
+    let status = project(records.iter().map(|(t, _)| *t))?;
+    let instant =
+        |m: &RecordMeta| parse_rfc3339_nanos(&m.at).or_else(|| parse_rfc3339_nanos(&m.received_at));
+    records.sort_by(|(ta, a), (tb, b)| instant(a).cmp(&instant(b)).then(ta.cmp(tb)));
+    let pick = |f: fn(&RecordMeta) -> Option<&String>| -> Option<String> {
+        let api = records
+            .iter()
+            .filter(|(_, m)| m.source == Source::Api)
+            .find_map(|(_, m)| f(m));
+        api.or_else(|| records.iter().find_map(|(_, m)| f(m)))
+            .cloned()
+    };
+    let phone_number = pick(|m| m.phone_number.as_ref());
+    let agent_id = pick(|m| m.agent_id.as_ref());
+    let updated_at = records
+        .iter()
+        .max_by_key(|(_, m)| parse_rfc3339_nanos(&m.received_at))
+        .map(|(_, m)| m.received_at.clone())
+        .unwrap_or_default();
+    let events = records
+        .into_iter()
+        .map(|(kind, m)| EventView {
+            kind,
+            at: m.at,
+            received_at: m.received_at,
+            source: m.source,
+            event_id: m.event_id,
+            http_status: m.http_status,
+        })
+        .collect();
+    Some(StatusView {
+        message_id: message_id.to_string(),
+        phone_number,
+        agent_id,
+        status,
+        events,
+        updated_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use RecordType::*;
+
+    fn meta(at: &str, source: Source) -> RecordMeta {
+        RecordMeta {
+            at: at.into(),
+            received_at: at.into(),
+            source,
+            event_id: None,
+            phone_number: None,
+            agent_id: None,
+            http_status: None,
+        }
+    }
+
+    #[test]
+    fn precedence_table() {
+        let cases: &[(&[RecordType], Status)] = &[
+            (&[Sent], Status::Sent),
+            (&[SendFailed], Status::Failed),
+            (&[SendFailed, Sent], Status::Sent),
+            (&[Sent, Delivered], Status::Delivered),
+            (&[Sent, Delivered, Read], Status::Read),
+            (&[Read], Status::Read),
+            (&[Sent, TtlExpirationRevoked], Status::Revoked),
+            (&[Sent, RevokeRequested], Status::Revoked),
+            (&[Sent, TtlExpirationRevokeFailed], Status::Expired),
+            (
+                &[TtlExpirationRevokeFailed, TtlExpirationRevoked],
+                Status::Revoked,
+            ),
+            // DELIVERED wins over TTL notices and over our own revoke request.
+            (&[Sent, TtlExpirationRevoked, Delivered], Status::Delivered),
+            (&[TtlExpirationRevokeFailed, Delivered], Status::Delivered),
+            (&[RevokeRequested, Delivered], Status::Delivered),
+            (&[RevokeRequested, Read], Status::Read),
+        ];
+        for (set, want) in cases {
+            assert_eq!(project(set.iter().copied()), Some(*want), "{set:?}");
+        }
+        assert_eq!(project([]), None);
+    }
+
+    /// Every permutation of every subset, each with every element possibly duplicated,
+    /// projects to the same status as the set: order and repetition never matter.
+    #[test]
+    fn projection_is_order_and_duplicate_independent() {
+        fn permutations(items: &[RecordType]) -> Vec<Vec<RecordType>> {
+            if items.len() <= 1 {
+                return vec![items.to_vec()];
+            }
+            let mut out = Vec::new();
+            for i in 0..items.len() {
+                let mut rest = items.to_vec();
+                let x = rest.remove(i);
+                for mut p in permutations(&rest) {
+                    p.insert(0, x);
+                    out.push(p);
+                }
+            }
+            out
+        }
+        let all = RecordType::ALL;
+        let mut checked = 0;
+        for mask in 1u32..(1 << all.len()) {
+            let set: Vec<RecordType> = all
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, t)| *t)
+                .collect();
+            let want = set.iter().map(|t| t.status()).max();
+            if set.len() > 5 {
+                // 6! and 7! permutations are many; rotations and reversals cover order there.
+                for r in 0..set.len() {
+                    let mut s = set.clone();
+                    s.rotate_left(r);
+                    assert_eq!(project(s.iter().copied()), want);
+                    s.reverse();
+                    assert_eq!(project(s.iter().copied()), want);
+                }
+                continue;
+            }
+            for p in permutations(&set) {
+                assert_eq!(project(p.iter().copied()), want);
+                let doubled: Vec<RecordType> = p.iter().flat_map(|t| [*t, *t]).collect();
+                assert_eq!(project(doubled), want);
+                let mut dup_first = p.clone();
+                dup_first.extend(p.iter().take(1));
+                assert_eq!(project(dup_first), want);
+                checked += 1;
+            }
+        }
+        assert!(checked > 1000, "checked {checked}");
+    }
+
+    #[test]
+    fn keys_round_trip() {
+        let p = key_prefix("abc");
+        for t in RecordType::ALL {
+            assert_eq!(type_of_key(&key("abc", t), &p), Some(t));
+        }
+        assert_eq!(type_of_key("msg:abc:BOGUS", &p), None);
+        assert_eq!(type_of_key("msg:abcd:READ", &p), None);
+    }
+
+    #[test]
+    fn fold_sorts_numerically_and_prefers_api_fields() {
+        let mut sent = meta("2018-12-31T15:01:23Z", Source::Api);
+        sent.phone_number = Some("+1api".into());
+        sent.agent_id = Some("agent".into());
+        let mut read = meta("2018-12-31T15:01:23.5Z", Source::Webhook);
+        read.phone_number = Some("+1hook".into());
+        read.event_id = Some("E2".into());
+        let delivered = meta("2018-12-31T15:01:23.000000001Z", Source::Webhook);
+        let v = fold(
+            "m1",
+            vec![(Read, read), (Sent, sent), (Delivered, delivered)],
+        )
+        .expect("view");
+        assert_eq!(v.status, Status::Read);
+        assert_eq!(
+            v.events.iter().map(|e| e.kind).collect::<Vec<_>>(),
+            [Sent, Delivered, Read]
+        );
+        assert_eq!(v.phone_number.as_deref(), Some("+1api"));
+        assert_eq!(v.agent_id.as_deref(), Some("agent"));
+        assert_eq!(v.updated_at, "2018-12-31T15:01:23.5Z");
+        let json = serde_json::to_value(&v).expect("json");
+        assert_eq!(json["events"][2]["type"], "READ");
+        assert_eq!(json["events"][2]["eventId"], "E2");
+        assert_eq!(json["events"][2]["source"], "webhook");
+        assert!(json["events"][0].get("eventId").is_none());
+        assert!(fold("m", vec![]).is_none());
+    }
+
+    #[test]
+    fn metadata_stays_small() {
+        let mut m = meta("2018-12-31T15:01:23.045123456Z", Source::Webhook);
+        m.event_id = Some("e".repeat(5000));
+        m.phone_number = Some("+12223334444".into());
+        m.agent_id = Some("a".repeat(MAX_META_FIELD));
+        let m = m.bounded();
+        assert_eq!(m.event_id, None);
+        assert!(m.agent_id.is_some());
+        assert!(serde_json::to_string(&m).expect("json").len() < 1024);
+    }
+}

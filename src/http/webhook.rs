@@ -1,0 +1,104 @@
+//! `POST /webhook`: RBM's registration handshake and event deliveries.
+//!
+//! Order matters: size guard → one parse of the envelope → verify the signature over the
+//! decoded bytes → decode the event once → hand it to the pipeline → 200. Anything but 200
+//! makes RBM retry (for 7 days), so 200 is answered only once the event is safe.
+
+use serde_json::json;
+use worker::{Request, Response};
+
+use super::Cx;
+use crate::core::ct::ct_eq_any;
+use crate::core::envelope::{parse_webhook_body, EnvelopeError, WebhookBody, MAX_WEBHOOK_BODY};
+use crate::core::event::Decoded;
+use crate::core::signature::{verify, SignatureError};
+use crate::error::{json_response, text_response, ApiError};
+use crate::log;
+use crate::pipeline::{self, EventJob};
+
+pub async fn handle(mut req: Request, cx: &Cx) -> Result<Response, ApiError> {
+    // Refuse an announced oversize body before reading it.
+    let announced = req
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    if announced.is_some_and(|n| n > MAX_WEBHOOK_BODY) {
+        return Err(ApiError::PayloadTooLarge(MAX_WEBHOOK_BODY));
+    }
+    let body = req
+        .bytes()
+        .await
+        .map_err(|_| ApiError::InvalidRequest("The body could not be read.".into()))?;
+    if body.len() > MAX_WEBHOOK_BODY {
+        return Err(ApiError::PayloadTooLarge(MAX_WEBHOOK_BODY));
+    }
+    let parsed = parse_webhook_body(&body).map_err(|e| match e {
+        EnvelopeError::NotJson => ApiError::InvalidJson(e.describe().into()),
+        EnvelopeError::NotAnEnvelope(why) => ApiError::InvalidEnvelope(why.into()),
+        EnvelopeError::BadBase64 => ApiError::InvalidBase64,
+    })?;
+    drop(body);
+    let tokens = cx.cfg.client_tokens()?;
+    let envelope = match parsed {
+        WebhookBody::Handshake {
+            client_token,
+            secret,
+        } => {
+            return if ct_eq_any(client_token.as_bytes(), tokens.iter().map(String::as_str)) {
+                log::info("webhook handshake accepted", json!({}));
+                // The docs: answer the secret as the whole plain-text body (the Node sample's
+                // `secret: …` prefix is wrong).
+                Ok(text_response(200, &secret))
+            } else {
+                log::warn("webhook handshake rejected", json!({}));
+                Err(ApiError::HandshakeRejected)
+            };
+        }
+        WebhookBody::Event(envelope) => envelope,
+    };
+    let signature = req.headers().get("x-goog-signature").ok().flatten();
+    verify(
+        tokens.iter().map(String::as_str),
+        &envelope.data,
+        signature.as_deref(),
+    )
+    .map_err(|e| match e {
+        SignatureError::Missing => ApiError::MissingSignature,
+        other => ApiError::BadSignature(other.describe()),
+    })?;
+
+    let decoded = match Decoded::from_bytes(envelope.data) {
+        Ok(d) => d,
+        Err(bad) => {
+            // Verified but not understood: retrying cannot help, so log it whole and ack.
+            log::warn(
+                "verified event not understood",
+                json!({"why": bad.why, "data": log::excerpt(&bad.data, 8192), "pubsubMessageId": envelope.pubsub_message_id}),
+            );
+            return Ok(json_response(200, &json!({"ok": true, "kind": "unknown"})));
+        }
+    };
+    let kind = decoded.event.kind().to_string();
+    log::info(
+        "event received",
+        json!({
+            "kind": kind,
+            "agentId": decoded.event.agent_id(),
+            "messageId": decoded.event.message_id(),
+            "eventId": decoded.event.event_id(),
+            "phone": log::mask_phone(decoded.event.phone_number()),
+            // Unknown kinds are logged whole: they are kept, not dropped.
+            "event": if kind == "unknown" { Some(decoded.raw.as_str()) } else { None },
+        }),
+    );
+    let job = EventJob {
+        event: String::new(),
+        received_at: cx.now_ms,
+        pubsub_message_id: envelope.pubsub_message_id,
+        publish_time: envelope.publish_time,
+    };
+    pipeline::apply(&cx.env, &cx.cfg, &decoded, &job).await?;
+    Ok(json_response(200, &json!({"ok": true, "kind": kind})))
+}

@@ -1,0 +1,30 @@
+//! rbm-edge: a Cloudflare Worker for RCS for Business (RBM) agents.
+//!
+//! `core/` is the pure RBM logic (no Workers types, tested natively); everything else is the
+//! thin Workers shell around it: `http/` (routes), `store/` (KV), `pipeline/` (what happens to
+//! a verified event), `config`, `error`, `log`. This file only holds the entry points.
+
+pub mod core;
+
+#[cfg(target_arch = "wasm32")]
+mod config;
+#[cfg(target_arch = "wasm32")]
+mod error;
+#[cfg(target_arch = "wasm32")]
+mod http;
+#[cfg(target_arch = "wasm32")]
+mod log;
+#[cfg(target_arch = "wasm32")]
+mod pipeline;
+#[cfg(target_arch = "wasm32")]
+mod store;
+
+#[cfg(target_arch = "wasm32")]
+#[worker::event(fetch)]
+async fn fetch(
+    req: worker::Request,
+    env: worker::Env,
+    ctx: worker::Context,
+) -> worker::Result<worker::Response> {
+    Ok(http::handle(req, env, ctx).await)
+}

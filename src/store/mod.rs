@@ -1,0 +1,3 @@
+//! Workers KV layouts, one module per key family.
+
+pub mod status;

@@ -1,0 +1,101 @@
+//! The `STATUS` KV binding: one key per (agent message, event type).
+//!
+//! ```text
+//! key       msg:{messageId}:{TYPE}      TYPE = SENT | SEND_FAILED | REVOKE_REQUESTED | DELIVERED
+//!                                              | READ | TTL_EXPIRATION_REVOKED | TTL_EXPIRATION_REVOKE_FAILED
+//! metadata  RecordMeta as JSON          {"at","receivedAt","source","eventId"?,"phoneNumber"?,"agentId"?,"httpStatus"?}
+//! value     the event's own JSON        RBM's event verbatim (webhook), or our record (api)
+//! expiry    STATUS_TTL_DAYS             set on every write
+//! ```
+//! Writes are blind puts (no read first); the view is one `list` of the prefix, folded by
+//! `core::status::fold`. See the module doc of `core::status` for why.
+
+use worker::kv::KvStore;
+use worker::Env;
+
+use crate::core::ids::is_valid_message_id;
+use crate::core::status::{fold, key, key_prefix, type_of_key, RecordMeta, RecordType, StatusView};
+use crate::error::ApiError;
+
+pub const BINDING: &str = "STATUS";
+
+pub struct StatusStore {
+    kv: KvStore,
+    ttl_secs: u64,
+}
+
+impl StatusStore {
+    pub fn open(env: &Env, ttl_secs: u64) -> Result<StatusStore, ApiError> {
+        let kv = env
+            .kv(BINDING)
+            .map_err(|_| ApiError::ConfigMissing(BINDING))?;
+        Ok(StatusStore { kv, ttl_secs })
+    }
+
+    /// Records that `t` happened to `message_id`. Idempotent: a duplicate rewrites the same key.
+    pub async fn record(
+        &self,
+        message_id: &str,
+        t: RecordType,
+        meta: RecordMeta,
+        value: &str,
+    ) -> Result<(), ApiError> {
+        if !is_valid_message_id(message_id) {
+            return Err(ApiError::InvalidMessageId);
+        }
+        let unavailable = |e: worker::kv::KvError| {
+            ApiError::StorageUnavailable(format!("The status store did not accept the write: {e}."))
+        };
+        self.kv
+            .put(&key(message_id, t), value)
+            .map_err(unavailable)?
+            .metadata(meta.bounded())
+            .map_err(unavailable)?
+            // KV's minimum expiration TTL is 60 s.
+            .expiration_ttl(self.ttl_secs.max(60))
+            .execute()
+            .await
+            .map_err(unavailable)
+    }
+
+    /// The folded status of `message_id`, or `None` when nothing is recorded.
+    pub async fn view(&self, message_id: &str) -> Result<Option<StatusView>, ApiError> {
+        Ok(fold(message_id, self.records(message_id).await?))
+    }
+
+    /// Every record of `message_id` (one list call: at most seven keys, one page).
+    pub async fn records(
+        &self,
+        message_id: &str,
+    ) -> Result<Vec<(RecordType, RecordMeta)>, ApiError> {
+        if !is_valid_message_id(message_id) {
+            return Err(ApiError::InvalidMessageId);
+        }
+        let prefix = key_prefix(message_id);
+        let page = self
+            .kv
+            .list()
+            .prefix(prefix.clone())
+            .execute()
+            .await
+            .map_err(|e| {
+                ApiError::StorageUnavailable(format!("The status store could not be read: {e}."))
+            })?;
+        Ok(page
+            .keys
+            .into_iter()
+            .filter_map(|k| {
+                let t = type_of_key(&k.name, &prefix)?;
+                let meta: RecordMeta = serde_json::from_value(k.metadata?).ok()?;
+                Some((t, meta))
+            })
+            .collect())
+    }
+
+    /// The stored value of one record (e.g. the SENT record's status callback).
+    pub async fn value(&self, message_id: &str, t: RecordType) -> Result<Option<String>, ApiError> {
+        self.kv.get(&key(message_id, t)).text().await.map_err(|e| {
+            ApiError::StorageUnavailable(format!("The status store could not be read: {e}."))
+        })
+    }
+}
