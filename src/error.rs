@@ -3,7 +3,7 @@
 
 use worker::{Headers, Response};
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum ApiError {
     // 400
     InvalidJson(String),

@@ -11,11 +11,15 @@ mod config;
 #[cfg(target_arch = "wasm32")]
 mod error;
 #[cfg(target_arch = "wasm32")]
+mod google;
+#[cfg(target_arch = "wasm32")]
 mod http;
 #[cfg(target_arch = "wasm32")]
 mod log;
 #[cfg(target_arch = "wasm32")]
 mod pipeline;
+#[cfg(target_arch = "wasm32")]
+mod runtime;
 #[cfg(target_arch = "wasm32")]
 mod store;
 

@@ -23,10 +23,10 @@ fn emit(level: &str, msg: &str, fields: Value) {
         line.extend(f);
     }
     let text = Value::Object(line).to_string();
-    if level == "info" {
-        worker::console_log!("{text}");
-    } else {
-        worker::console_error!("{text}");
+    match level {
+        "info" => worker::console_log!("{text}"),
+        "warn" => worker::console_warn!("{text}"),
+        _ => worker::console_error!("{text}"),
     }
 }
 

@@ -50,7 +50,7 @@ pub enum EnvelopeError {
 impl EnvelopeError {
     pub fn describe(&self) -> &'static str {
         match self {
-            EnvelopeError::NotJson => "the body is not a JSON object",
+            EnvelopeError::NotJson => "it could not be parsed",
             EnvelopeError::NotAnEnvelope(why) => why,
             EnvelopeError::BadBase64 => "message.data is not valid base64",
         }

@@ -362,6 +362,15 @@ fn check_status_callback(path: &str, s: &str) -> Checked<()> {
 // ---- public predicates ------------------------------------------------------------------
 
 /// `+` then 8 to 15 digits, the first 1-9.
+/// An RBM agent id (`my_agent_abc123_agent`): 1..=128 of letters, digits, `_`, `.`, `-`.
+/// Safe to put in a URL query without escaping.
+pub fn is_agent_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_AGENT_ID_CHARS
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
 pub fn is_e164(s: &str) -> bool {
     let Some(digits) = s.strip_prefix('+') else {
         return false;
@@ -732,10 +741,7 @@ pub fn validate_send(body: &[u8]) -> Result<SendRequest, ValidationError> {
     let agent_id = take_str(&mut message, "agentId")?;
     if let Some(id) = &agent_id {
         check_chars("agentId", id, 1, MAX_AGENT_ID_CHARS)?;
-        if !id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-        {
+        if !is_agent_id(id) {
             return fail(
                 "agentId",
                 "must contain only letters, digits, '_', '.' and '-'",

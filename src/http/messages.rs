@@ -1,11 +1,126 @@
-//! `/v1/messages`: the status of agent messages.
+//! `/v1/messages`: send (relay to agentMessages.create), revoke, and read the status.
+//!
+//! A send is synchronous at RBM (200 = accepted, or an error at once); delivery is not. The
+//! relay records `SENT` / `SEND_FAILED` before answering, so a status read right after shows
+//! it, and webhook receipts that raced ahead are never overwritten (one key per event type).
 
-use worker::Response;
+use serde_json::{json, Map, Value};
+use worker::{Method, Request, Response};
 
-use super::Cx;
+use super::{agent_id, query_param, read_body, Cx};
 use crate::core::ids::is_valid_message_id;
+use crate::core::status::{RecordMeta, RecordType, Source};
+use crate::core::time::format_rfc3339_millis;
+use crate::core::validate::{is_e164, validate_send, MAX_BODY_BYTES};
 use crate::error::{json_response, ApiError};
+use crate::google::rbm::{self, phone_path};
+use crate::log;
+use crate::runtime::random_uuid;
 use crate::store::status::StatusStore;
+
+/// `POST /v1/messages`
+pub async fn send(mut req: Request, cx: &Cx) -> Result<Response, ApiError> {
+    let body = read_body(&mut req, MAX_BODY_BYTES + 1).await?;
+    let send = validate_send(&body)?;
+    drop(body);
+    let agent = agent_id(send.agent_id, cx)?;
+    let message_id = match send.message_id {
+        Some(id) => id,
+        None => random_uuid().map_err(ApiError::Internal)?,
+    };
+    let phone = send.phone_number;
+    let path = format!(
+        "{}/agentMessages?messageId={message_id}&agentId={agent}",
+        phone_path(&phone)
+    );
+    let relayed = Value::Object(send.agent_message).to_string();
+    let answer = rbm::call(&cx.cfg, cx.now_ms, Method::Post, &path, Some(&relayed)).await?;
+
+    // 2xx → SENT; 4xx → SEND_FAILED (RBM said no). 5xx says nothing final: not recorded.
+    let record = match answer.status {
+        200..=299 => Some(RecordType::Sent),
+        400..=499 => Some(RecordType::SendFailed),
+        _ => None,
+    };
+    if let Some(t) = record {
+        let mut value = Map::new();
+        if let Some(cb) = &send.status_callback {
+            value.insert("statusCallback".into(), cb.clone().into());
+        }
+        let meta = api_meta(
+            cx,
+            &phone,
+            &agent,
+            (t == RecordType::SendFailed).then_some(answer.status),
+        );
+        record_or_log(cx, &message_id, t, meta, &Value::Object(value).to_string()).await;
+    }
+    let mut out = json!({
+        "messageId": message_id,
+        "phoneNumber": phone,
+        "agentId": agent,
+        "status": if answer.is_success() { "SENT" } else { "FAILED" },
+        "rbm": answer.body,
+    });
+    if answer.status == 404 {
+        // Google: 404 on send = the user is not reachable over RCS (the cue for SMS fallback).
+        out["rcsReachable"] = false.into();
+    }
+    Ok(json_response(answer.status, &out))
+}
+
+/// `DELETE /v1/messages/{messageId}`: revoke an undelivered message.
+pub async fn revoke(req: &Request, message_id: &str, cx: &Cx) -> Result<Response, ApiError> {
+    if !is_valid_message_id(message_id) {
+        return Err(ApiError::InvalidMessageId);
+    }
+    let store = StatusStore::open(&cx.env, cx.cfg.status_ttl_secs)?;
+    let stored = store.view(message_id).await?;
+    let phone = match query_param(req, "phoneNumber") {
+        Some(p) => p,
+        None => stored
+            .as_ref()
+            .and_then(|v| v.phone_number.clone())
+            .ok_or_else(|| {
+                ApiError::InvalidRequest(format!(
+                "No phone number is recorded for message {message_id}; pass ?phoneNumber=+E164."
+            ))
+            })?,
+    };
+    if !is_e164(&phone) {
+        return Err(ApiError::InvalidRequest(
+            "phoneNumber must be E.164, like +12223334444.".into(),
+        ));
+    }
+    let agent = agent_id(
+        query_param(req, "agentId").or_else(|| stored.and_then(|v| v.agent_id)),
+        cx,
+    )?;
+    let path = format!(
+        "{}/agentMessages/{message_id}?agentId={agent}",
+        phone_path(&phone)
+    );
+    let answer = rbm::call(&cx.cfg, cx.now_ms, Method::Delete, &path, None).await?;
+    if answer.is_success() {
+        // A late DELIVERED still wins over this (precedence), as Google warns it can.
+        record_or_log(
+            cx,
+            message_id,
+            RecordType::RevokeRequested,
+            api_meta(cx, &phone, &agent, None),
+            "{}",
+        )
+        .await;
+    }
+    let out = json!({
+        "messageId": message_id,
+        "phoneNumber": phone,
+        "agentId": agent,
+        "status": if answer.is_success() { "REVOKE_REQUESTED" } else { "FAILED" },
+        "rbm": answer.body,
+    });
+    Ok(json_response(answer.status, &out))
+}
 
 /// `GET /v1/messages/{messageId}`: the folded status record.
 pub async fn status(message_id: &str, cx: &Cx) -> Result<Response, ApiError> {
@@ -18,5 +133,34 @@ pub async fn status(message_id: &str, cx: &Cx) -> Result<Response, ApiError> {
         None => Err(ApiError::NotFound(format!(
             "No status is recorded for message {message_id}."
         ))),
+    }
+}
+
+fn api_meta(cx: &Cx, phone: &str, agent: &str, http_status: Option<u16>) -> RecordMeta {
+    let now = format_rfc3339_millis(cx.now_ms);
+    RecordMeta {
+        at: now.clone(),
+        received_at: now,
+        source: Source::Api,
+        event_id: None,
+        phone_number: Some(phone.to_string()),
+        agent_id: Some(agent.to_string()),
+        http_status,
+    }
+}
+
+/// RBM has already acted, so its answer is the truth the caller needs; a failed status write
+/// is logged loudly rather than turned into an error (the caller would retry a send that
+/// happened — harmless with the same messageId, but misleading).
+async fn record_or_log(cx: &Cx, message_id: &str, t: RecordType, meta: RecordMeta, value: &str) {
+    let result = match StatusStore::open(&cx.env, cx.cfg.status_ttl_secs) {
+        Ok(store) => store.record(message_id, t, meta, value).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        log::error(
+            "status not recorded",
+            json!({"messageId": message_id, "type": t.as_str(), "error": e.message()}),
+        );
     }
 }

@@ -1,7 +1,9 @@
 //! The HTTP surface: one routing table, small handlers, errors mapped once (`ApiError`).
 
 pub mod auth;
+pub mod cors;
 pub mod messages;
+pub mod phones;
 pub mod webhook;
 
 use std::rc::Rc;
@@ -9,6 +11,7 @@ use std::rc::Rc;
 use worker::{Context, Env, Method, Request, Response};
 
 use crate::config::Config;
+use crate::core::validate::is_agent_id;
 use crate::error::{json_response, ApiError};
 
 /// Per-request state, built once: the isolate's config, the bindings and the clock.
@@ -29,22 +32,35 @@ pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
         cfg,
         now_ms: worker::Date::now().as_millis(),
     };
-    match route(req, &cx).await {
+    let path = req.path();
+    let api = path.starts_with("/v1/");
+    let origin = if api {
+        req.headers().get("origin").ok().flatten()
+    } else {
+        None
+    };
+    if api && req.method() == Method::Options {
+        return cors::preflight(origin.as_deref(), &cx.cfg);
+    }
+    let mut resp = match route(req, &path, &cx).await {
         Ok(resp) => resp,
         Err(e) => {
             if e.status() >= 500 {
                 crate::log::error(
                     "request failed",
-                    serde_json::json!({"code": e.code(), "message": e.message()}),
+                    serde_json::json!({"path": path, "code": e.code(), "message": e.message()}),
                 );
             }
             e.into_response()
         }
+    };
+    if api {
+        cors::decorate(&mut resp, origin.as_deref(), &cx.cfg);
     }
+    resp
 }
 
-async fn route(req: Request, cx: &Cx) -> Result<Response, ApiError> {
-    let path = req.path();
+async fn route(req: Request, path: &str, cx: &Cx) -> Result<Response, ApiError> {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let method = req.method();
     match segments.as_slice() {
@@ -60,12 +76,31 @@ async fn route(req: Request, cx: &Cx) -> Result<Response, ApiError> {
             cx.cfg.check()?;
             webhook::handle(req, cx).await
         }
+        ["v1", "messages"] => {
+            allow(&method, &[Method::Post])?;
+            authorize(&req, cx)?;
+            messages::send(req, cx).await
+        }
         ["v1", "messages", id] => {
+            allow(&method, &[Method::Get, Method::Delete])?;
+            authorize(&req, cx)?;
+            if method == Method::Get {
+                messages::status(id, cx).await
+            } else {
+                messages::revoke(&req, id, cx).await
+            }
+        }
+        ["v1", "phones", phone, "events"] => {
+            allow(&method, &[Method::Post])?;
+            authorize(&req, cx)?;
+            let phone = phones::phone_from_segment(phone)?;
+            phones::event(req, &phone, cx).await
+        }
+        ["v1", "phones", phone, "capabilities"] => {
             allow(&method, &[Method::Get])?;
-            cx.cfg.check()?;
-            let id = (*id).to_string();
-            auth::require_api_key(&req, &cx.cfg)?;
-            messages::status(&id, cx).await
+            authorize(&req, cx)?;
+            let phone = phones::phone_from_segment(phone)?;
+            phones::capabilities(&req, &phone, cx).await
         }
         _ => Err(ApiError::NotFound(format!("No route for {path}."))),
     }
@@ -76,5 +111,53 @@ fn allow(method: &Method, allowed: &[Method]) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::MethodNotAllowed)
+    }
+}
+
+fn authorize(req: &Request, cx: &Cx) -> Result<(), ApiError> {
+    cx.cfg.check()?;
+    auth::require_api_key(req, &cx.cfg)
+}
+
+/// Reads a request body of at most `max` bytes (413 beyond, announced or not).
+pub async fn read_body(req: &mut Request, max: usize) -> Result<Vec<u8>, ApiError> {
+    let announced = req
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    if announced.is_some_and(|n| n > max) {
+        return Err(ApiError::PayloadTooLarge(max));
+    }
+    let body = req
+        .bytes()
+        .await
+        .map_err(|_| ApiError::InvalidRequest("The body could not be read.".into()))?;
+    if body.len() > max {
+        return Err(ApiError::PayloadTooLarge(max));
+    }
+    Ok(body)
+}
+
+/// One query parameter, percent-decoded.
+pub fn query_param(req: &Request, name: &str) -> Option<String> {
+    let url = req.url().ok()?;
+    url.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// The agent for a call: the caller's, else `RBM_AGENT_ID`. Validated: it goes into a URL.
+pub fn agent_id(given: Option<String>, cx: &Cx) -> Result<String, ApiError> {
+    let agent = given
+        .or_else(|| cx.cfg.agent_id.clone())
+        .ok_or(ApiError::ConfigMissing("RBM_AGENT_ID"))?;
+    if is_agent_id(&agent) {
+        Ok(agent)
+    } else {
+        Err(ApiError::InvalidRequest(
+            "agentId must be 1 to 128 letters, digits, '_', '.' or '-'.".into(),
+        ))
     }
 }

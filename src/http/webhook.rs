@@ -17,23 +17,7 @@ use crate::log;
 use crate::pipeline::{self, EventJob};
 
 pub async fn handle(mut req: Request, cx: &Cx) -> Result<Response, ApiError> {
-    // Refuse an announced oversize body before reading it.
-    let announced = req
-        .headers()
-        .get("content-length")
-        .ok()
-        .flatten()
-        .and_then(|v| v.trim().parse::<usize>().ok());
-    if announced.is_some_and(|n| n > MAX_WEBHOOK_BODY) {
-        return Err(ApiError::PayloadTooLarge(MAX_WEBHOOK_BODY));
-    }
-    let body = req
-        .bytes()
-        .await
-        .map_err(|_| ApiError::InvalidRequest("The body could not be read.".into()))?;
-    if body.len() > MAX_WEBHOOK_BODY {
-        return Err(ApiError::PayloadTooLarge(MAX_WEBHOOK_BODY));
-    }
+    let body = super::read_body(&mut req, MAX_WEBHOOK_BODY).await?;
     let parsed = parse_webhook_body(&body).map_err(|e| match e {
         EnvelopeError::NotJson => ApiError::InvalidJson(e.describe().into()),
         EnvelopeError::NotAnEnvelope(why) => ApiError::InvalidEnvelope(why.into()),

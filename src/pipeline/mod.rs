@@ -63,7 +63,7 @@ async fn record_status(
         // Retrying cannot make a missing or unusable id valid: log it and acknowledge.
         log::warn(
             "receipt not storable",
-            json!({"kind": event.kind(), "messageId": event.message_id(), "why": "missing or invalid messageId", "event": decoded.raw}),
+            json!({"kind": event.kind(), "messageId": event.message_id(), "eventId": event.event_id(), "why": "missing or invalid messageId"}),
         );
         return Ok(());
     };

@@ -1,0 +1,191 @@
+//! Service-account OAuth inside the Worker: RS256 via WebCrypto, one access token per isolate.
+//!
+//! - The PKCS#8 key is imported into WebCrypto once per isolate (importKey is the costly part).
+//! - The access token is cached until 5 minutes before it expires.
+//! - Concurrent requests that find no token share **one** token request (a `Shared` future),
+//!   so a burst of sends after a cold start does not stampede the token endpoint.
+//! - After RBM answers 401, `invalidate` drops the token so the retry mints a fresh one.
+
+use std::cell::RefCell;
+
+use futures_util::future::{FutureExt, LocalBoxFuture, Shared};
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use worker::{Headers, Method, Request, RequestInit};
+
+use crate::config::Config;
+use crate::core::jwt::{
+    assemble, token_request_body, usable_until_ms, ServiceAccountKey, TokenResponse,
+};
+use crate::error::ApiError;
+use crate::runtime::{fetch_with_timeout, subtle, FetchError};
+
+const SETTING: &str = "RBM_SERVICE_ACCOUNT_KEY";
+
+type TokenFuture = Shared<LocalBoxFuture<'static, Result<String, ApiError>>>;
+
+#[derive(Default)]
+struct State {
+    signing_key: Option<web_sys::CryptoKey>,
+    token: Option<(String, u64)>,
+    inflight: Option<TokenFuture>,
+}
+
+thread_local! {
+    static STATE: RefCell<State> = RefCell::new(State::default());
+}
+
+/// A bearer token for RBM, from the cache or from the token endpoint.
+pub async fn access_token(cfg: &Config, now_ms: u64) -> Result<String, ApiError> {
+    let fut = match STATE.with(|s| cached_or_pending(&mut s.borrow_mut(), cfg, now_ms))? {
+        Lookup::Cached(token) => return Ok(token),
+        Lookup::Pending(fut) => fut,
+    };
+    let result = fut.clone().await;
+    STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        // Only the request that is still current may clear it (a newer one may have started).
+        if s.inflight.as_ref().is_some_and(|f| f.ptr_eq(&fut)) {
+            s.inflight = None;
+        }
+    });
+    result
+}
+
+enum Lookup {
+    Cached(String),
+    Pending(TokenFuture),
+}
+
+fn cached_or_pending(s: &mut State, cfg: &Config, now_ms: u64) -> Result<Lookup, ApiError> {
+    if let Some((token, until)) = &s.token {
+        if now_ms < *until {
+            return Ok(Lookup::Cached(token.clone()));
+        }
+    }
+    if let Some(f) = &s.inflight {
+        return Ok(Lookup::Pending(f.clone()));
+    }
+    let key_json = cfg
+        .service_account_key
+        .clone()
+        .ok_or(ApiError::ConfigMissing(SETTING))?;
+    let fut = fetch_token(key_json, cfg.timeout_ms, now_ms)
+        .boxed_local()
+        .shared();
+    s.inflight = Some(fut.clone());
+    Ok(Lookup::Pending(fut))
+}
+
+/// Drops `token` from the cache (RBM rejected it), unless it was already replaced.
+pub fn invalidate(token: &str) {
+    STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.token.as_ref().is_some_and(|(t, _)| t == token) {
+            s.token = None;
+        }
+    });
+}
+
+async fn fetch_token(key_json: String, timeout_ms: u64, now_ms: u64) -> Result<String, ApiError> {
+    let key = ServiceAccountKey::parse(&key_json)
+        .map_err(|e| ApiError::ConfigInvalid(SETTING, e.describe().into()))?;
+    let signing_input = key.signing_input(now_ms / 1000);
+    let signature = sign_rs256(&key, signing_input.as_bytes()).await?;
+    let assertion = assemble(&signing_input, &signature);
+
+    let headers = Headers::new();
+    let _ = headers.set("content-type", "application/x-www-form-urlencoded");
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(token_request_body(&assertion).into()));
+    let token_uri = key.token_uri().to_string();
+    let req = Request::new_with_init(&token_uri, &init)
+        .map_err(|_| ApiError::ConfigInvalid(SETTING, "token_uri is not a valid URL".into()))?;
+    let mut resp = match fetch_with_timeout(req, timeout_ms).await {
+        Ok(r) => r,
+        Err(FetchError::Timeout) => {
+            return Err(ApiError::UpstreamTimeout(format!(
+                "The OAuth token endpoint {token_uri} did not answer within {timeout_ms} ms."
+            )))
+        }
+        Err(FetchError::Network(why)) => {
+            return Err(ApiError::Upstream(format!(
+                "The OAuth token endpoint {token_uri} could not be reached: {why}."
+            )))
+        }
+    };
+    let status = resp.status_code();
+    let text = resp.text().await.unwrap_or_default();
+    if status != 200 {
+        // Google answers {"error":"invalid_grant","error_description":"…"}: name the error
+        // code only (descriptions can quote the assertion's claims).
+        let code = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(String::from))
+            .unwrap_or_else(|| "no error code".into());
+        return Err(ApiError::Upstream(format!(
+            "The OAuth token endpoint {token_uri} refused the service account's assertion (HTTP {status}, {code})."
+        )));
+    }
+    let token: TokenResponse = serde_json::from_str(&text).map_err(|_| {
+        ApiError::Upstream(format!(
+            "The OAuth token endpoint {token_uri} answered without an access_token."
+        ))
+    })?;
+    let until = usable_until_ms(now_ms, token.expires_in);
+    STATE.with(|s| s.borrow_mut().token = Some((token.access_token.clone(), until)));
+    Ok(token.access_token)
+}
+
+/// RSASSA-PKCS1-v1_5 / SHA-256 over `data` with the key, imported once per isolate.
+async fn sign_rs256(key: &ServiceAccountKey, data: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let subtle = subtle().map_err(ApiError::Internal)?;
+    let cached = STATE.with(|s| s.borrow().signing_key.clone());
+    let crypto_key = match cached {
+        Some(k) => k,
+        None => {
+            let der = key
+                .pkcs8_der()
+                .map_err(|e| ApiError::ConfigInvalid(SETTING, e.describe().into()))?;
+            let bad_key = |_| {
+                ApiError::ConfigInvalid(
+                    SETTING,
+                    "private_key is not an RSA PKCS#8 key WebCrypto accepts".into(),
+                )
+            };
+            let promise = subtle
+                .import_key_with_object(
+                    "pkcs8",
+                    &js_sys::Uint8Array::from(der.as_slice()),
+                    &rs256_algorithm(),
+                    false,
+                    &js_sys::Array::of1(&"sign".into()),
+                )
+                .map_err(bad_key)?;
+            let k: web_sys::CryptoKey = JsFuture::from(promise)
+                .await
+                .map_err(bad_key)?
+                .unchecked_into();
+            STATE.with(|s| s.borrow_mut().signing_key = Some(k.clone()));
+            k
+        }
+    };
+    let promise = subtle
+        .sign_with_object_and_u8_array(&rs256_algorithm(), &crypto_key, data)
+        .map_err(|_| ApiError::Internal("WebCrypto refused to sign the OAuth assertion.".into()))?;
+    let sig = JsFuture::from(promise)
+        .await
+        .map_err(|_| ApiError::Internal("WebCrypto failed to sign the OAuth assertion.".into()))?;
+    Ok(js_sys::Uint8Array::new(&sig).to_vec())
+}
+
+fn rs256_algorithm() -> js_sys::Object {
+    let hash = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&hash, &"name".into(), &"SHA-256".into());
+    let algo = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&algo, &"name".into(), &"RSASSA-PKCS1-v1_5".into());
+    let _ = js_sys::Reflect::set(&algo, &"hash".into(), &hash);
+    algo
+}

@@ -1,0 +1,91 @@
+//! The RBM REST calls, relayed with the isolate's access token. RBM's synchronous answer
+//! (status + JSON body) is returned as is; only transport failures become our errors.
+
+use serde_json::Value;
+use worker::{Headers, Method, Request, RequestInit};
+
+use super::oauth;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::runtime::{fetch_with_timeout, FetchError};
+
+/// RBM's answer: its HTTP status and its body (JSON, or the text when it is not JSON).
+pub struct RbmAnswer {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl RbmAnswer {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// `/v1/phones/{E.164}` with the `+` escaped (the only character of an E.164 number that
+/// needs it in a path).
+pub fn phone_path(phone: &str) -> String {
+    format!("/v1/phones/{}", phone.replace('+', "%2B"))
+}
+
+/// Calls RBM. A 401 (token revoked or expired early) refreshes the token and retries once.
+pub async fn call(
+    cfg: &Config,
+    now_ms: u64,
+    method: Method,
+    path_and_query: &str,
+    body: Option<&str>,
+) -> Result<RbmAnswer, ApiError> {
+    let mut token = oauth::access_token(cfg, now_ms).await?;
+    let mut answer = send(cfg, &token, method.clone(), path_and_query, body).await?;
+    if answer.status == 401 {
+        oauth::invalidate(&token);
+        token = oauth::access_token(cfg, now_ms).await?;
+        answer = send(cfg, &token, method, path_and_query, body).await?;
+    }
+    Ok(answer)
+}
+
+async fn send(
+    cfg: &Config,
+    token: &str,
+    method: Method,
+    path_and_query: &str,
+    body: Option<&str>,
+) -> Result<RbmAnswer, ApiError> {
+    let headers = Headers::new();
+    let _ = headers.set("authorization", &format!("Bearer {token}"));
+    let _ = headers.set("accept", "application/json");
+    if body.is_some() {
+        let _ = headers.set("content-type", "application/json; charset=utf-8");
+    }
+    let mut init = RequestInit::new();
+    init.with_method(method)
+        .with_headers(headers)
+        .with_body(body.map(Into::into));
+    let url = format!("{}{}", cfg.api_base, path_and_query);
+    let req = Request::new_with_init(&url, &init).map_err(|_| {
+        ApiError::ConfigInvalid("RBM_API_BASE", "it does not make a valid URL".into())
+    })?;
+    let mut resp = match fetch_with_timeout(req, cfg.timeout_ms).await {
+        Ok(r) => r,
+        Err(FetchError::Timeout) => {
+            return Err(ApiError::UpstreamTimeout(format!(
+                "RBM did not answer within {} ms (RBM_TIMEOUT_MS).",
+                cfg.timeout_ms
+            )))
+        }
+        Err(FetchError::Network(why)) => {
+            return Err(ApiError::Upstream(format!(
+                "RBM could not be reached: {why}."
+            )))
+        }
+    };
+    let status = resp.status_code();
+    let text = resp.text().await.unwrap_or_default();
+    let body = if text.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    Ok(RbmAnswer { status, body })
+}
