@@ -15,6 +15,7 @@ use crate::error::ApiError;
 pub const DEFAULT_API_BASE: &str = "https://rcsbusinessmessaging.googleapis.com";
 pub const DEFAULT_STATUS_TTL_DAYS: u64 = 30;
 pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+pub const DEFAULT_RETRY_DELAY_SECS: u64 = 10;
 
 /// How verified webhook events are processed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +41,8 @@ pub struct Config {
     pub forward_secret: Option<String>,
     pub forward_kinds: ForwardKinds,
     pub token_signing_key: Option<String>,
+    /// First retry delay of a failed queue job; later ones grow with the job's age.
+    pub retry_delay_secs: u64,
     /// Problems found while loading (bad numbers, unknown modes): reported on first use.
     invalid: Option<(&'static str, String)>,
 }
@@ -64,26 +67,22 @@ impl Config {
 
     fn load(env: &Env) -> Config {
         // Secrets and plain vars are both JS strings on `env`; `var` reads either.
-        let get = |name: &str| {
-            env.var(name)
-                .ok()
-                .map(|v| v.to_string())
-                .filter(|s| !s.trim().is_empty())
-        };
+        let get = |name: &str| env.var(name).ok().map(|v| v.to_string()).filter(|s| !s.trim().is_empty());
         let mut invalid = None;
-        let mut number = |name: &'static str, default: u64, max: u64| match get(name) {
+        let mut number = |name: &'static str, default: u64, min: u64, max: u64| match get(name) {
             None => default,
             Some(s) => match s.trim().parse::<u64>() {
-                Ok(n) if n > 0 && n <= max => n,
+                Ok(n) if (min..=max).contains(&n) => n,
                 _ => {
-                    invalid
-                        .get_or_insert((name, format!("expected a whole number from 1 to {max}")));
+                    let why = format!("expected a whole number from {min} to {max}");
+                    invalid.get_or_insert((name, why));
                     default
                 }
             },
         };
-        let status_ttl_days = number("STATUS_TTL_DAYS", DEFAULT_STATUS_TTL_DAYS, 3650);
-        let timeout_ms = number("RBM_TIMEOUT_MS", DEFAULT_TIMEOUT_MS, 120_000);
+        let status_ttl_days = number("STATUS_TTL_DAYS", DEFAULT_STATUS_TTL_DAYS, 1, 3650);
+        let timeout_ms = number("RBM_TIMEOUT_MS", DEFAULT_TIMEOUT_MS, 1, 120_000);
+        let retry_delay_secs = number("RETRY_DELAY_SECONDS", DEFAULT_RETRY_DELAY_SECS, 0, 3600);
         let processing = match get("PROCESSING").as_deref().map(str::trim) {
             None | Some("queue") => Processing::Queue,
             Some("inline") => Processing::Inline,
@@ -106,10 +105,9 @@ impl Config {
             allowed_origins: list(get("ALLOWED_ORIGINS")),
             forward_url: get("FORWARD_URL").map(|s| s.trim().to_string()),
             forward_secret: get("FORWARD_SECRET"),
-            forward_kinds: get("FORWARD_KINDS")
-                .map(|s| ForwardKinds::parse(&s))
-                .unwrap_or_default(),
+            forward_kinds: get("FORWARD_KINDS").map(|s| ForwardKinds::parse(&s)).unwrap_or_default(),
             token_signing_key: get("TOKEN_SIGNING_KEY"),
+            retry_delay_secs,
             invalid,
         }
     }
@@ -134,14 +132,8 @@ impl Config {
 }
 
 fn list(v: Option<String>) -> Vec<String> {
-    v.map(|s| {
-        s.split(',')
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(String::from)
-            .collect()
-    })
-    .unwrap_or_default()
+    v.map(|s| s.split(',').map(str::trim).filter(|t| !t.is_empty()).map(String::from).collect())
+        .unwrap_or_default()
 }
 
 fn non_empty<'a>(v: &'a [String], name: &'static str) -> Result<&'a [String], ApiError> {

@@ -44,8 +44,8 @@ impl ApiError {
     pub fn status(&self) -> u16 {
         use ApiError::*;
         match self {
-            InvalidJson(_) | InvalidEnvelope(_) | InvalidBase64 | InvalidMessageId
-            | InvalidRequest(_) | Validation(_) => 400,
+            InvalidJson(_) | InvalidEnvelope(_) | InvalidBase64 | InvalidMessageId | InvalidRequest(_)
+            | Validation(_) => 400,
             MissingSignature | BadSignature(_) | Unauthorized(_) => 401,
             HandshakeRejected | Forbidden(_) => 403,
             NotFound(_) => 404,
@@ -96,15 +96,11 @@ impl ApiError {
                 "The message id must be 1 to {} characters of A-Z a-z 0-9 . _ ~ = + -.",
                 crate::core::ids::MAX_MESSAGE_ID_LEN
             ),
-            InvalidRequest(m) | Validation(m) | Forbidden(m) | NotFound(m) | Internal(m) => {
-                m.clone()
-            }
+            InvalidRequest(m) | Validation(m) | Forbidden(m) | NotFound(m) | Internal(m) => m.clone(),
             MissingSignature => "The X-Goog-Signature header is missing.".into(),
             BadSignature(m) => format!("Signature rejected: {m}."),
             Unauthorized(m) => (*m).to_string(),
-            HandshakeRejected => {
-                "The clientToken does not match any configured RBM_CLIENT_TOKEN.".into()
-            }
+            HandshakeRejected => "The clientToken does not match any configured RBM_CLIENT_TOKEN.".into(),
             MethodNotAllowed => "This method is not allowed on this path.".into(),
             PayloadTooLarge(max) => format!("The body is larger than {max} bytes."),
             RateLimited { message, .. } => message.clone(),
@@ -112,9 +108,7 @@ impl ApiError {
                 format!("The Worker is missing the setting {name}; see README, Configuration.")
             }
             ConfigInvalid(name, why) => format!("The setting {name} is unusable: {why}."),
-            Upstream(m) | StorageUnavailable(m) | QueueUnavailable(m) | UpstreamTimeout(m) => {
-                m.clone()
-            }
+            Upstream(m) | StorageUnavailable(m) | QueueUnavailable(m) | UpstreamTimeout(m) => m.clone(),
         }
     }
 
@@ -122,13 +116,8 @@ impl ApiError {
     pub fn into_response(self) -> Response {
         let body = serde_json::json!({"error": {"code": self.code(), "message": self.message()}});
         let mut resp = json_response(self.status(), &body);
-        if let ApiError::RateLimited {
-            retry_after_secs, ..
-        } = self
-        {
-            let _ = resp
-                .headers_mut()
-                .set("retry-after", &retry_after_secs.to_string());
+        if let ApiError::RateLimited { retry_after_secs, .. } = self {
+            let _ = resp.headers_mut().set("retry-after", &retry_after_secs.to_string());
         }
         resp
     }
@@ -139,20 +128,14 @@ pub fn json_response(status: u16, body: &impl serde::Serialize) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let headers = Headers::new();
     let _ = headers.set("content-type", "application/json");
-    Response::builder()
-        .with_status(status)
-        .with_headers(headers)
-        .fixed(bytes)
+    Response::builder().with_status(status).with_headers(headers).fixed(bytes)
 }
 
 /// A `text/plain` response (the webhook handshake answers the secret this way).
 pub fn text_response(status: u16, text: &str) -> Response {
     let headers = Headers::new();
     let _ = headers.set("content-type", "text/plain; charset=utf-8");
-    Response::builder()
-        .with_status(status)
-        .with_headers(headers)
-        .fixed(text.as_bytes().to_vec())
+    Response::builder().with_status(status).with_headers(headers).fixed(text.as_bytes().to_vec())
 }
 
 impl From<crate::core::validate::ValidationError> for ApiError {

@@ -28,7 +28,19 @@ mod store;
 async fn fetch(
     req: worker::Request,
     env: worker::Env,
-    ctx: worker::Context,
+    _ctx: worker::Context,
 ) -> worker::Result<worker::Response> {
-    Ok(http::handle(req, env, ctx).await)
+    Ok(http::handle(req, env).await)
+}
+
+/// Consumer of the `EVENTS` queue and of its dead-letter queue (see `pipeline::queue`).
+#[cfg(target_arch = "wasm32")]
+#[worker::event(queue)]
+async fn queue(
+    batch: worker::MessageBatch<String>,
+    env: worker::Env,
+    _ctx: worker::Context,
+) -> worker::Result<()> {
+    pipeline::queue::consume(batch, env).await;
+    Ok(())
 }

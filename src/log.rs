@@ -33,9 +33,7 @@ fn emit(level: &str, msg: &str, fields: Value) {
 /// `+12223334444` → `+1222***4444`: enough to correlate, not enough to identify.
 pub fn mask_phone(p: Option<&str>) -> Value {
     match p {
-        Some(p) if p.len() > 8 && p.is_ascii() => {
-            format!("{}***{}", &p[..5], &p[p.len() - 4..]).into()
-        }
+        Some(p) if p.len() > 8 && p.is_ascii() => format!("{}***{}", &p[..5], &p[p.len() - 4..]).into(),
         Some(_) => "***".into(),
         None => Value::Null,
     }

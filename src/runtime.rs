@@ -8,18 +8,14 @@ use worker::{AbortController, Delay, Fetch, Request, Response};
 /// A random RFC 4122 v4 UUID from the runtime's CSPRNG (`crypto.randomUUID()`).
 pub fn random_uuid() -> Result<String, String> {
     let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-    let crypto = global
-        .crypto()
-        .map_err(|_| "WebCrypto is not available".to_string())?;
+    let crypto = global.crypto().map_err(|_| "WebCrypto is not available".to_string())?;
     Ok(crypto.random_uuid())
 }
 
 /// The runtime's SubtleCrypto.
 pub fn subtle() -> Result<web_sys::SubtleCrypto, String> {
     let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
-    let crypto = global
-        .crypto()
-        .map_err(|_| "WebCrypto is not available".to_string())?;
+    let crypto = global.crypto().map_err(|_| "WebCrypto is not available".to_string())?;
     Ok(crypto.subtle())
 }
 

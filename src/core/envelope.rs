@@ -17,10 +17,7 @@ pub const MAX_WEBHOOK_BODY: usize = 1024 * 1024;
 #[derive(Debug, PartialEq)]
 pub enum WebhookBody {
     /// `{"clientToken":"…","secret":"…"}`: answer the secret if the token is ours.
-    Handshake {
-        client_token: String,
-        secret: String,
-    },
+    Handshake { client_token: String, secret: String },
     /// An event delivery; `data` is already base64-decoded (the bytes that are signed).
     Event(Envelope),
 }
@@ -94,11 +91,7 @@ pub fn parse_webhook_body(body: &[u8]) -> Result<WebhookBody, EnvelopeError> {
     if let Some(msg) = wire.message {
         let data = match msg.data {
             Some(Value::String(s)) => s,
-            Some(_) => {
-                return Err(EnvelopeError::NotAnEnvelope(
-                    "message.data must be a string",
-                ))
-            }
+            Some(_) => return Err(EnvelopeError::NotAnEnvelope("message.data must be a string")),
             None => return Err(EnvelopeError::NotAnEnvelope("message.data is missing")),
         };
         let data = decode_data(&data)?;
@@ -112,26 +105,19 @@ pub fn parse_webhook_body(body: &[u8]) -> Result<WebhookBody, EnvelopeError> {
     }
     match (wire.client_token, wire.secret) {
         (Some(Value::String(client_token)), Some(Value::String(secret))) => {
-            Ok(WebhookBody::Handshake {
-                client_token,
-                secret,
-            })
+            Ok(WebhookBody::Handshake { client_token, secret })
         }
-        (None, None) => Err(EnvelopeError::NotAnEnvelope(
-            "the body has neither message.data nor clientToken and secret",
-        )),
-        _ => Err(EnvelopeError::NotAnEnvelope(
-            "a handshake needs string clientToken and secret",
-        )),
+        (None, None) => {
+            Err(EnvelopeError::NotAnEnvelope("the body has neither message.data nor clientToken and secret"))
+        }
+        _ => Err(EnvelopeError::NotAnEnvelope("a handshake needs string clientToken and secret")),
     }
 }
 
 /// Decodes `message.data`: standard base64 alphabet, padding optional (the decoded bytes are
 /// what is signed, so accepting either padding form cannot let a forgery through).
 pub fn decode_data(data: &str) -> Result<Vec<u8>, EnvelopeError> {
-    STANDARD_PAD_INDIFFERENT
-        .decode(data.as_bytes())
-        .map_err(|_| EnvelopeError::BadBase64)
+    STANDARD_PAD_INDIFFERENT.decode(data.as_bytes()).map_err(|_| EnvelopeError::BadBase64)
 }
 
 #[cfg(test)]
@@ -165,23 +151,13 @@ mod tests {
     #[test]
     fn pubsub_extras_kept_and_unknown_fields_tolerated() {
         let b = br#"{"message":{"data":"eyJhIjoxfQ","messageId":"136969346945","publishTime":"2018-12-31T15:01:23.045Z","attributes":{"k":"v"},"x":1},"subscription":"projects/p/subscriptions/s","extra":true}"#;
-        let WebhookBody::Event(env) = parse_webhook_body(b).expect("parses") else {
-            panic!("not an event")
-        };
+        let WebhookBody::Event(env) = parse_webhook_body(b).expect("parses") else { panic!("not an event") };
         assert_eq!(env.data, br#"{"a":1}"#, "unpadded base64 accepted");
         assert_eq!(env.pubsub_message_id.as_deref(), Some("136969346945"));
-        assert_eq!(
-            env.publish_time.as_deref(),
-            Some("2018-12-31T15:01:23.045Z")
-        );
-        assert_eq!(
-            env.subscription.as_deref(),
-            Some("projects/p/subscriptions/s")
-        );
+        assert_eq!(env.publish_time.as_deref(), Some("2018-12-31T15:01:23.045Z"));
+        assert_eq!(env.subscription.as_deref(), Some("projects/p/subscriptions/s"));
         let b = br#"{"message":{"data":"eyJhIjoxfQ==","message_id":"9"}}"#;
-        let WebhookBody::Event(env) = parse_webhook_body(b).expect("parses") else {
-            panic!()
-        };
+        let WebhookBody::Event(env) = parse_webhook_body(b).expect("parses") else { panic!() };
         assert_eq!(env.pubsub_message_id.as_deref(), Some("9"));
     }
 
@@ -193,39 +169,15 @@ mod tests {
         assert_eq!(parse_webhook_body(b"\xff\xfe"), Err(NotJson));
         assert!(matches!(parse_webhook_body(b"[]"), Err(NotAnEnvelope(_))));
         assert!(matches!(parse_webhook_body(b"{}"), Err(NotAnEnvelope(_))));
-        assert!(matches!(
-            parse_webhook_body(br#"{"message":{}}"#),
-            Err(NotAnEnvelope(_))
-        ));
-        assert!(matches!(
-            parse_webhook_body(br#"{"message":{"data":5}}"#),
-            Err(NotAnEnvelope(_))
-        ));
-        assert!(matches!(
-            parse_webhook_body(br#"{"message":"x"}"#),
-            Err(NotAnEnvelope(_))
-        ));
-        assert!(matches!(
-            parse_webhook_body(br#"{"clientToken":"a"}"#),
-            Err(NotAnEnvelope(_))
-        ));
-        assert!(matches!(
-            parse_webhook_body(br#"{"clientToken":"a","secret":1}"#),
-            Err(NotAnEnvelope(_))
-        ));
-        assert_eq!(
-            parse_webhook_body(br#"{"message":{"data":"%%%"}}"#),
-            Err(BadBase64)
-        );
-        assert_eq!(
-            parse_webhook_body(br#"{"message":{"data":"eyJhIjoxfQ=?"}}"#),
-            Err(BadBase64)
-        );
+        assert!(matches!(parse_webhook_body(br#"{"message":{}}"#), Err(NotAnEnvelope(_))));
+        assert!(matches!(parse_webhook_body(br#"{"message":{"data":5}}"#), Err(NotAnEnvelope(_))));
+        assert!(matches!(parse_webhook_body(br#"{"message":"x"}"#), Err(NotAnEnvelope(_))));
+        assert!(matches!(parse_webhook_body(br#"{"clientToken":"a"}"#), Err(NotAnEnvelope(_))));
+        assert!(matches!(parse_webhook_body(br#"{"clientToken":"a","secret":1}"#), Err(NotAnEnvelope(_))));
+        assert_eq!(parse_webhook_body(br#"{"message":{"data":"%%%"}}"#), Err(BadBase64));
+        assert_eq!(parse_webhook_body(br#"{"message":{"data":"eyJhIjoxfQ=?"}}"#), Err(BadBase64));
         // URL-safe alphabet is not what Google sends: "-" and "_" are rejected.
-        assert_eq!(
-            parse_webhook_body(br#"{"message":{"data":"ab-_"}}"#),
-            Err(BadBase64)
-        );
+        assert_eq!(parse_webhook_body(br#"{"message":{"data":"ab-_"}}"#), Err(BadBase64));
     }
 
     #[test]

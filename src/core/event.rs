@@ -156,30 +156,18 @@ impl Decoded {
     pub fn from_bytes(data: Vec<u8>) -> Result<Decoded, NotUnderstood> {
         let starts_with_brace = data.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
         if !starts_with_brace {
-            return Err(NotUnderstood {
-                why: "the event is not a JSON object".into(),
-                data,
-            });
+            return Err(NotUnderstood { why: "the event is not a JSON object".into(), data });
         }
         let wire: Wire = match serde_json::from_slice(&data) {
             Ok(w) => w,
             Err(e) => {
-                return Err(NotUnderstood {
-                    why: format!("the event is not valid RBM JSON: {e}"),
-                    data,
-                })
+                return Err(NotUnderstood { why: format!("the event is not valid RBM JSON: {e}"), data })
             }
         };
         match String::from_utf8(data) {
-            Ok(raw) => Ok(Decoded {
-                event: RbmEvent::from_wire(wire),
-                raw,
-            }),
+            Ok(raw) => Ok(Decoded { event: RbmEvent::from_wire(wire), raw }),
             // serde_json rejects invalid UTF-8 in strings, so this is unreachable in practice.
-            Err(e) => Err(NotUnderstood {
-                why: "the event is not UTF-8".into(),
-                data: e.into_bytes(),
-            }),
+            Err(e) => Err(NotUnderstood { why: "the event is not UTF-8".into(), data: e.into_bytes() }),
         }
     }
 }
@@ -337,10 +325,7 @@ mod tests {
                 ),
                 "suggestionResponse",
             ),
-            (
-                format!(r#"{{{COMMON},"location":{{"latitude":37.422,"longitude":-122.084056}}}}"#),
-                "location",
-            ),
+            (format!(r#"{{{COMMON},"location":{{"latitude":37.422,"longitude":-122.084056}}}}"#), "location"),
             (
                 format!(
                     r#"{{{COMMON},"userFile":{{"thumbnail":{{"mimeType":"image/jpeg","fileSizeBytes":1280,"fileUri":"https://x/t","fileName":"a.jpeg"}},"payload":{{"mimeType":"image/gif","fileSizeBytes":127806,"fileUri":"https://x/p","fileName":"a.gif"}}}}}}"#
@@ -357,25 +342,15 @@ mod tests {
             assert_eq!(d.event.send_time(), Some("2018-12-31T15:01:23.045123456Z"));
             assert_eq!(d.raw, json, "raw kept verbatim");
         }
-        let d = decode(&format!(
-            r#"{{{COMMON},"location":{{"latitude":37.422,"longitude":-122.084056}}}}"#
-        ));
-        let RbmEvent::UserMessage(UserMessage {
-            content: UserContent::Location(l),
-            ..
-        }) = d.event
-        else {
+        let d = decode(&format!(r#"{{{COMMON},"location":{{"latitude":37.422,"longitude":-122.084056}}}}"#));
+        let RbmEvent::UserMessage(UserMessage { content: UserContent::Location(l), .. }) = d.event else {
             panic!("location")
         };
         assert_eq!(l.latitude, Some(37.422));
         let d = decode(&format!(
             r#"{{{COMMON},"userFile":{{"payload":{{"fileSizeBytes":127806,"fileUri":"https://x/p"}}}}}}"#
         ));
-        let RbmEvent::UserMessage(UserMessage {
-            content: UserContent::UserFile(f),
-            ..
-        }) = d.event
-        else {
+        let RbmEvent::UserMessage(UserMessage { content: UserContent::UserFile(f), .. }) = d.event else {
             panic!("userFile")
         };
         assert_eq!(f.payload.and_then(|p| p.file_size_bytes), Some(127806));
@@ -384,9 +359,7 @@ mod tests {
     #[test]
     fn user_events_of_every_type() {
         for t in ["DELIVERED", "READ", "IS_TYPING", "SUBSCRIBE", "UNSUBSCRIBE"] {
-            let d = decode(&format!(
-                r#"{{{COMMON},"eventId":"EVENT_ID","eventType":"{t}"}}"#
-            ));
+            let d = decode(&format!(r#"{{{COMMON},"eventId":"EVENT_ID","eventType":"{t}"}}"#));
             assert!(matches!(d.event, RbmEvent::UserEvent(_)), "{t}");
             assert_eq!(d.event.kind(), t);
             assert_eq!(d.event.event_id(), Some("EVENT_ID"));
@@ -410,9 +383,7 @@ mod tests {
 
     #[test]
     fn unknown_types_and_fields_are_tolerated_and_kept() {
-        let d = decode(
-            r#"{"phoneNumber":"+1","eventType":"SOME_NEW_SERVER_EVENT","future":{"x":[1,2]}}"#,
-        );
+        let d = decode(r#"{"phoneNumber":"+1","eventType":"SOME_NEW_SERVER_EVENT","future":{"x":[1,2]}}"#);
         assert!(
             matches!(&d.event, RbmEvent::ServerEvent(e) if e.event_type == ServerEventType::Other("SOME_NEW_SERVER_EVENT".into()))
         );
@@ -446,11 +417,7 @@ mod tests {
             br#"{"text":5}"#,
             br#"{"eventType":["READ"]}"#,
         ] {
-            assert!(
-                Decoded::from_bytes(bad.to_vec()).is_err(),
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
+            assert!(Decoded::from_bytes(bad.to_vec()).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
     }
 }

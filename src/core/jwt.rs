@@ -66,10 +66,7 @@ impl ServiceAccountKey {
 
     /// Where to exchange the assertion: the key's own `token_uri`, as Google's libraries do.
     pub fn token_uri(&self) -> &str {
-        self.token_uri
-            .as_deref()
-            .filter(|u| !u.is_empty())
-            .unwrap_or(GOOGLE_TOKEN_URI)
+        self.token_uri.as_deref().filter(|u| !u.is_empty()).unwrap_or(GOOGLE_TOKEN_URI)
     }
 
     /// The DER bytes of the PKCS#8 private key, for WebCrypto's `importKey("pkcs8", …)`.
@@ -102,11 +99,7 @@ impl ServiceAccountKey {
             iat: u64,
             exp: u64,
         }
-        let header = Header {
-            alg: "RS256",
-            typ: "JWT",
-            kid: self.private_key_id.as_deref(),
-        };
+        let header = Header { alg: "RS256", typ: "JWT", kid: self.private_key_id.as_deref() };
         let claims = Claims {
             iss: &self.client_email,
             scope: RBM_SCOPE,
@@ -117,11 +110,7 @@ impl ServiceAccountKey {
         // Serialising these plain structs cannot fail; an empty part would fail at Google.
         let h = serde_json::to_vec(&header).unwrap_or_default();
         let c = serde_json::to_vec(&claims).unwrap_or_default();
-        format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(h),
-            URL_SAFE_NO_PAD.encode(c)
-        )
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(h), URL_SAFE_NO_PAD.encode(c))
     }
 }
 
@@ -133,9 +122,7 @@ pub fn assemble(signing_input: &str, signature: &[u8]) -> String {
 /// The form body of the token request.
 pub fn token_request_body(assertion: &str) -> String {
     // The assertion is base64url and dots: nothing in it needs percent-encoding.
-    format!(
-        "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={assertion}"
-    )
+    format!("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={assertion}")
 }
 
 /// Google's token answer.
@@ -178,10 +165,7 @@ mod tests {
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).expect("b64")).expect("json");
         let c: serde_json::Value =
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(c).expect("b64")).expect("json");
-        assert_eq!(
-            h,
-            serde_json::json!({"alg":"RS256","typ":"JWT","kid":"kid-123"})
-        );
+        assert_eq!(h, serde_json::json!({"alg":"RS256","typ":"JWT","kid":"kid-123"}));
         assert_eq!(
             c,
             serde_json::json!({"iss":"rbm@p.iam.gserviceaccount.com","scope":RBM_SCOPE,
@@ -202,14 +186,8 @@ mod tests {
 
     #[test]
     fn bad_keys_are_named_not_echoed() {
-        assert_eq!(
-            ServiceAccountKey::parse("nope").err(),
-            Some(KeyError::NotJson)
-        );
-        assert_eq!(
-            ServiceAccountKey::parse(r#"{"private_key":"x"}"#).err(),
-            Some(KeyError::NotJson)
-        );
+        assert_eq!(ServiceAccountKey::parse("nope").err(), Some(KeyError::NotJson));
+        assert_eq!(ServiceAccountKey::parse(r#"{"private_key":"x"}"#).err(), Some(KeyError::NotJson));
         assert_eq!(
             ServiceAccountKey::parse(r#"{"client_email":"","private_key":"x"}"#).err(),
             Some(KeyError::MissingField("client_email"))
@@ -225,10 +203,8 @@ mod tests {
         .expect("parses");
         assert_eq!(bad.pkcs8_der(), Err(KeyError::BadPem));
         assert_eq!(
-            ServiceAccountKey::parse(
-                r#"{"client_email":"a","private_key":"k","token_uri":"file:///x"}"#
-            )
-            .err(),
+            ServiceAccountKey::parse(r#"{"client_email":"a","private_key":"k","token_uri":"file:///x"}"#)
+                .err(),
             Some(KeyError::BadTokenUri)
         );
         for e in [KeyError::NotJson, KeyError::NotPkcs8, KeyError::BadPem] {
@@ -240,10 +216,9 @@ mod tests {
     fn token_lifetime() {
         assert_eq!(usable_until_ms(1_000, 3599), 1_000 + 3299 * 1000);
         assert_eq!(usable_until_ms(1_000, 10), 1_000);
-        let t: TokenResponse = serde_json::from_str(
-            r#"{"access_token":"ya29.x","expires_in":3599,"token_type":"Bearer"}"#,
-        )
-        .expect("json");
+        let t: TokenResponse =
+            serde_json::from_str(r#"{"access_token":"ya29.x","expires_in":3599,"token_type":"Bearer"}"#)
+                .expect("json");
         assert_eq!(t.expires_in, 3599);
         assert!(token_request_body("a.b.c").ends_with("&assertion=a.b.c"));
     }

@@ -9,6 +9,7 @@ pub mod envelope;
 pub mod event;
 pub mod ids;
 pub mod jwt;
+pub mod outbound;
 pub mod route;
 pub mod signature;
 pub mod status;

@@ -23,13 +23,7 @@ pub struct ForwardKinds(Vec<String>);
 impl ForwardKinds {
     /// Parses a comma-separated list; `*` forwards every kind, unknown ones included.
     pub fn parse(list: &str) -> ForwardKinds {
-        ForwardKinds(
-            list.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect(),
-        )
+        ForwardKinds(list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
     }
 
     pub fn contains(&self, kind: &str) -> bool {
@@ -54,9 +48,7 @@ pub fn status_record(event: &RbmEvent) -> Option<RecordType> {
         },
         RbmEvent::ServerEvent(e) => match e.event_type {
             ServerEventType::TtlExpirationRevoked => Some(RecordType::TtlExpirationRevoked),
-            ServerEventType::TtlExpirationRevokeFailed => {
-                Some(RecordType::TtlExpirationRevokeFailed)
-            }
+            ServerEventType::TtlExpirationRevokeFailed => Some(RecordType::TtlExpirationRevokeFailed),
             ServerEventType::Other(_) => None,
         },
         RbmEvent::UserMessage(_) | RbmEvent::Unknown => None,
@@ -81,9 +73,7 @@ mod tests {
     use crate::core::event::Decoded;
 
     fn ev(json: &str) -> RbmEvent {
-        Decoded::from_bytes(json.as_bytes().to_vec())
-            .expect("decodes")
-            .event
+        Decoded::from_bytes(json.as_bytes().to_vec()).expect("decodes").event
     }
 
     #[test]
@@ -93,10 +83,7 @@ mod tests {
                 r#"{"senderPhoneNumber":"+1","messageId":"m","eventType":"DELIVERED"}"#,
                 Some(RecordType::Delivered),
             ),
-            (
-                r#"{"senderPhoneNumber":"+1","messageId":"m","eventType":"READ"}"#,
-                Some(RecordType::Read),
-            ),
+            (r#"{"senderPhoneNumber":"+1","messageId":"m","eventType":"READ"}"#, Some(RecordType::Read)),
             (
                 r#"{"phoneNumber":"+1","messageId":"m","eventType":"TTL_EXPIRATION_REVOKED"}"#,
                 Some(RecordType::TtlExpirationRevoked),
@@ -105,18 +92,9 @@ mod tests {
                 r#"{"phoneNumber":"+1","messageId":"m","eventType":"TTL_EXPIRATION_REVOKE_FAILED"}"#,
                 Some(RecordType::TtlExpirationRevokeFailed),
             ),
-            (
-                r#"{"senderPhoneNumber":"+1","eventType":"IS_TYPING"}"#,
-                None,
-            ),
-            (
-                r#"{"senderPhoneNumber":"+1","eventType":"SUBSCRIBE"}"#,
-                None,
-            ),
-            (
-                r#"{"senderPhoneNumber":"+1","messageId":"u","text":"hi"}"#,
-                None,
-            ),
+            (r#"{"senderPhoneNumber":"+1","eventType":"IS_TYPING"}"#, None),
+            (r#"{"senderPhoneNumber":"+1","eventType":"SUBSCRIBE"}"#, None),
+            (r#"{"senderPhoneNumber":"+1","messageId":"u","text":"hi"}"#, None),
             (r#"{"whatever":1}"#, None),
         ];
         for (json, want) in cases {
@@ -132,21 +110,12 @@ mod tests {
         let read = ev(r#"{"senderPhoneNumber":"+1","messageId":"m","eventType":"READ"}"#);
         assert_eq!(targets(&typing, Some(&def)), vec![]);
         assert_eq!(targets(&text, Some(&def)), vec![Target::Forward]);
-        assert_eq!(
-            targets(&read, Some(&def)),
-            vec![Target::RecordStatus(RecordType::Read), Target::Forward]
-        );
-        assert_eq!(
-            targets(&read, None),
-            vec![Target::RecordStatus(RecordType::Read)]
-        );
+        assert_eq!(targets(&read, Some(&def)), vec![Target::RecordStatus(RecordType::Read), Target::Forward]);
+        assert_eq!(targets(&read, None), vec![Target::RecordStatus(RecordType::Read)]);
         let only_typing = ForwardKinds::parse(" IS_TYPING , ");
         assert_eq!(targets(&typing, Some(&only_typing)), vec![Target::Forward]);
         assert_eq!(targets(&text, Some(&only_typing)), vec![]);
         let all = ForwardKinds::parse("*");
-        assert_eq!(
-            targets(&ev(r#"{"x":1}"#), Some(&all)),
-            vec![Target::Forward]
-        );
+        assert_eq!(targets(&ev(r#"{"x":1}"#), Some(&all)), vec![Target::Forward]);
     }
 }

@@ -56,13 +56,8 @@ pub fn verify<'a>(
     data: &[u8],
     header: Option<&str>,
 ) -> Result<(), SignatureError> {
-    let header = header
-        .map(str::trim)
-        .filter(|h| !h.is_empty())
-        .ok_or(SignatureError::Missing)?;
-    let given = STANDARD_PAD_INDIFFERENT
-        .decode(header.as_bytes())
-        .map_err(|_| SignatureError::Malformed)?;
+    let header = header.map(str::trim).filter(|h| !h.is_empty()).ok_or(SignatureError::Missing)?;
+    let given = STANDARD_PAD_INDIFFERENT.decode(header.as_bytes()).map_err(|_| SignatureError::Malformed)?;
     if given.len() != TAG_LEN {
         return Err(SignatureError::Malformed);
     }
@@ -114,10 +109,7 @@ mod tests {
         assert!(v.len() >= 4, "vectors file parsed: {}", v.len());
         for (token, data, sig) in v {
             assert_eq!(sign(&token, data.as_bytes()), sig, "sign {data}");
-            assert_eq!(
-                verify([token.as_str()], data.as_bytes(), Some(&sig)),
-                Ok(())
-            );
+            assert_eq!(verify([token.as_str()], data.as_bytes(), Some(&sig)), Ok(()));
         }
     }
 
@@ -127,62 +119,35 @@ mod tests {
             // data changed by one byte
             let mut d = data.clone().into_bytes();
             d[0] ^= 1;
-            assert_eq!(
-                verify([token.as_str()], &d, Some(&sig)),
-                Err(SignatureError::Mismatch)
-            );
+            assert_eq!(verify([token.as_str()], &d, Some(&sig)), Err(SignatureError::Mismatch));
             // wrong token
             let other = format!("{token}x");
-            assert_eq!(
-                verify([other.as_str()], data.as_bytes(), Some(&sig)),
-                Err(SignatureError::Mismatch)
-            );
+            assert_eq!(verify([other.as_str()], data.as_bytes(), Some(&sig)), Err(SignatureError::Mismatch));
             // signature changed in one bit (still 64 bytes)
             let mut raw = STANDARD_PAD_INDIFFERENT.decode(&sig).expect("vector");
             raw[63] ^= 0x80;
             let bad = STANDARD_PAD_INDIFFERENT.encode(&raw);
-            assert_eq!(
-                verify([token.as_str()], data.as_bytes(), Some(&bad)),
-                Err(SignatureError::Mismatch)
-            );
+            assert_eq!(verify([token.as_str()], data.as_bytes(), Some(&bad)), Err(SignatureError::Mismatch));
         }
     }
 
     #[test]
     fn any_configured_token_verifies() {
         let sig = sign("new-token", b"{}");
-        assert_eq!(
-            verify(["old-token", "new-token"], b"{}", Some(&sig)),
-            Ok(())
-        );
-        assert_eq!(
-            verify(["old-token"], b"{}", Some(&sig)),
-            Err(SignatureError::Mismatch)
-        );
+        assert_eq!(verify(["old-token", "new-token"], b"{}", Some(&sig)), Ok(()));
+        assert_eq!(verify(["old-token"], b"{}", Some(&sig)), Err(SignatureError::Mismatch));
         assert_eq!(verify([], b"{}", Some(&sig)), Err(SignatureError::Mismatch));
     }
 
     #[test]
     fn missing_and_malformed_headers() {
         assert_eq!(verify(["t"], b"{}", None), Err(SignatureError::Missing));
-        assert_eq!(
-            verify(["t"], b"{}", Some("  ")),
-            Err(SignatureError::Missing)
-        );
-        assert_eq!(
-            verify(["t"], b"{}", Some("not base64!")),
-            Err(SignatureError::Malformed)
-        );
+        assert_eq!(verify(["t"], b"{}", Some("  ")), Err(SignatureError::Missing));
+        assert_eq!(verify(["t"], b"{}", Some("not base64!")), Err(SignatureError::Malformed));
         // base64 of 32 bytes (an HMAC-SHA256 length) is not an HMAC-SHA512
         let short = STANDARD_PAD_INDIFFERENT.encode([0u8; 32]);
-        assert_eq!(
-            verify(["t"], b"{}", Some(&short)),
-            Err(SignatureError::Malformed)
-        );
+        assert_eq!(verify(["t"], b"{}", Some(&short)), Err(SignatureError::Malformed));
         let long = STANDARD_PAD_INDIFFERENT.encode([0u8; 65]);
-        assert_eq!(
-            verify(["t"], b"{}", Some(&long)),
-            Err(SignatureError::Malformed)
-        );
+        assert_eq!(verify(["t"], b"{}", Some(&long)), Err(SignatureError::Malformed));
     }
 }

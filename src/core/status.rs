@@ -123,11 +123,7 @@ impl RecordMeta {
     /// Drops optional fields too long to store, so a hostile or odd value can never make the
     /// KV write fail (which would make RBM retry the event for 7 days).
     pub fn bounded(mut self) -> RecordMeta {
-        for f in [
-            &mut self.event_id,
-            &mut self.phone_number,
-            &mut self.agent_id,
-        ] {
+        for f in [&mut self.event_id, &mut self.phone_number, &mut self.agent_id] {
             if f.as_ref().is_some_and(|s| s.len() > MAX_META_FIELD) {
                 *f = None;
             }
@@ -185,16 +181,11 @@ pub struct StatusView {
 /// then by type; phone number and agent come from the API's own record first, else any.
 pub fn fold(message_id: &str, mut records: Vec<(RecordType, RecordMeta)>) -> Option<StatusView> {
     let status = project(records.iter().map(|(t, _)| *t))?;
-    let instant =
-        |m: &RecordMeta| parse_rfc3339_nanos(&m.at).or_else(|| parse_rfc3339_nanos(&m.received_at));
+    let instant = |m: &RecordMeta| parse_rfc3339_nanos(&m.at).or_else(|| parse_rfc3339_nanos(&m.received_at));
     records.sort_by(|(ta, a), (tb, b)| instant(a).cmp(&instant(b)).then(ta.cmp(tb)));
     let pick = |f: fn(&RecordMeta) -> Option<&String>| -> Option<String> {
-        let api = records
-            .iter()
-            .filter(|(_, m)| m.source == Source::Api)
-            .find_map(|(_, m)| f(m));
-        api.or_else(|| records.iter().find_map(|(_, m)| f(m)))
-            .cloned()
+        let api = records.iter().filter(|(_, m)| m.source == Source::Api).find_map(|(_, m)| f(m));
+        api.or_else(|| records.iter().find_map(|(_, m)| f(m))).cloned()
     };
     let phone_number = pick(|m| m.phone_number.as_ref());
     let agent_id = pick(|m| m.agent_id.as_ref());
@@ -253,10 +244,7 @@ mod tests {
             (&[Sent, TtlExpirationRevoked], Status::Revoked),
             (&[Sent, RevokeRequested], Status::Revoked),
             (&[Sent, TtlExpirationRevokeFailed], Status::Expired),
-            (
-                &[TtlExpirationRevokeFailed, TtlExpirationRevoked],
-                Status::Revoked,
-            ),
+            (&[TtlExpirationRevokeFailed, TtlExpirationRevoked], Status::Revoked),
             // DELIVERED wins over TTL notices and over our own revoke request.
             (&[Sent, TtlExpirationRevoked, Delivered], Status::Delivered),
             (&[TtlExpirationRevokeFailed, Delivered], Status::Delivered),
@@ -291,12 +279,8 @@ mod tests {
         let all = RecordType::ALL;
         let mut checked = 0;
         for mask in 1u32..(1 << all.len()) {
-            let set: Vec<RecordType> = all
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| mask & (1 << i) != 0)
-                .map(|(_, t)| *t)
-                .collect();
+            let set: Vec<RecordType> =
+                all.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, t)| *t).collect();
             let want = set.iter().map(|t| t.status()).max();
             if set.len() > 5 {
                 // 6! and 7! permutations are many; rotations and reversals cover order there.
@@ -341,16 +325,9 @@ mod tests {
         read.phone_number = Some("+1hook".into());
         read.event_id = Some("E2".into());
         let delivered = meta("2018-12-31T15:01:23.000000001Z", Source::Webhook);
-        let v = fold(
-            "m1",
-            vec![(Read, read), (Sent, sent), (Delivered, delivered)],
-        )
-        .expect("view");
+        let v = fold("m1", vec![(Read, read), (Sent, sent), (Delivered, delivered)]).expect("view");
         assert_eq!(v.status, Status::Read);
-        assert_eq!(
-            v.events.iter().map(|e| e.kind).collect::<Vec<_>>(),
-            [Sent, Delivered, Read]
-        );
+        assert_eq!(v.events.iter().map(|e| e.kind).collect::<Vec<_>>(), [Sent, Delivered, Read]);
         assert_eq!(v.phone_number.as_deref(), Some("+1api"));
         assert_eq!(v.agent_id.as_deref(), Some("agent"));
         assert_eq!(v.updated_at, "2018-12-31T15:01:23.5Z");

@@ -71,13 +71,7 @@ pub fn format_rfc3339_millis(ms: u64) -> String {
     let secs = (ms / 1000) as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms % 1000
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, ms % 1000)
 }
 
 fn is_leap(y: i64) -> bool {
@@ -123,18 +117,9 @@ mod tests {
     #[test]
     fn parses_google_send_time() {
         // 2018-12-31T15:01:23Z = 1546268483 (date -u -d ... +%s)
-        assert_eq!(
-            parse_rfc3339_nanos("2018-12-31T15:01:23.045123456Z"),
-            Some(1_546_268_483_045_123_456)
-        );
-        assert_eq!(
-            parse_rfc3339_nanos("2018-12-31T15:01:23Z"),
-            Some(1_546_268_483_000_000_000)
-        );
-        assert_eq!(
-            parse_rfc3339_nanos("2018-12-31T16:01:23.5+01:00"),
-            Some(1_546_268_483_500_000_000)
-        );
+        assert_eq!(parse_rfc3339_nanos("2018-12-31T15:01:23.045123456Z"), Some(1_546_268_483_045_123_456));
+        assert_eq!(parse_rfc3339_nanos("2018-12-31T15:01:23Z"), Some(1_546_268_483_000_000_000));
+        assert_eq!(parse_rfc3339_nanos("2018-12-31T16:01:23.5+01:00"), Some(1_546_268_483_500_000_000));
         assert_eq!(parse_rfc3339_nanos("1970-01-01T00:00:00Z"), Some(0));
     }
 
@@ -169,14 +154,8 @@ mod tests {
     #[test]
     fn formats_like_to_iso_string() {
         assert_eq!(format_rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(
-            format_rfc3339_millis(1_546_268_483_045),
-            "2018-12-31T15:01:23.045Z"
-        );
-        assert_eq!(
-            format_rfc3339_millis(1_795_651_200_000),
-            "2026-11-26T00:00:00.000Z"
-        );
+        assert_eq!(format_rfc3339_millis(1_546_268_483_045), "2018-12-31T15:01:23.045Z");
+        assert_eq!(format_rfc3339_millis(1_795_651_200_000), "2026-11-26T00:00:00.000Z");
         let s = format_rfc3339_millis(1_709_164_800_123); // 2024-02-29 leap day
         assert_eq!(s, "2024-02-29T00:00:00.123Z");
         assert_eq!(parse_rfc3339_nanos(&s), Some(1_709_164_800_123_000_000));

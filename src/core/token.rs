@@ -54,11 +54,11 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
-use crate::core::validate::is_e164;
+use crate::core::validate::{is_e164, ValidationError};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -92,12 +92,8 @@ pub enum Scope {
 
 impl Scope {
     /// Every scope, in documentation order.
-    pub const ALL: [Scope; 4] = [
-        Scope::MessagesSend,
-        Scope::MessagesRead,
-        Scope::EventsSend,
-        Scope::CapabilitiesRead,
-    ];
+    pub const ALL: [Scope; 4] =
+        [Scope::MessagesSend, Scope::MessagesRead, Scope::EventsSend, Scope::CapabilitiesRead];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -219,12 +215,7 @@ fn claims_json(claims: &Claims) -> Vec<u8> {
         iat: claims.iat,
         exp: claims.exp,
         jti: &claims.jti,
-        scope: claims
-            .scopes
-            .iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join(" "),
+        scope: claims.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" "),
         phone_numbers: claims.phone_numbers.as_deref(),
         max_sends: claims.max_sends,
     };
@@ -278,16 +269,12 @@ pub fn verify(key: &[u8], token: &str, now_secs: u64) -> Result<Claims, TokenErr
         return Err(TokenError::UnsupportedAlgorithm);
     }
 
-    let given = URL_SAFE_NO_PAD
-        .decode(sig_b64.as_bytes())
-        .map_err(|_| TokenError::Malformed)?;
+    let given = URL_SAFE_NO_PAD.decode(sig_b64.as_bytes()).map_err(|_| TokenError::Malformed)?;
     if given.len() != TAG_LEN {
         return Err(TokenError::Malformed);
     }
     // The signing input is the first two parts exactly as sent, with the dot between them.
-    let signing_input = token
-        .get(..header_b64.len() + 1 + payload_b64.len())
-        .ok_or(TokenError::Malformed)?;
+    let signing_input = token.get(..header_b64.len() + 1 + payload_b64.len()).ok_or(TokenError::Malformed)?;
     if !crate::core::ct::ct_eq(&tag(key, signing_input.as_bytes()), &given) {
         return Err(TokenError::BadSignature);
     }
@@ -309,9 +296,7 @@ pub fn verify(key: &[u8], token: &str, now_secs: u64) -> Result<Claims, TokenErr
     let ttl = claims
         .exp
         .checked_sub(claims.iat)
-        .ok_or(TokenError::InvalidClaims(
-            "the token's exp is before its iat",
-        ))?;
+        .ok_or(TokenError::InvalidClaims("the token's exp is before its iat"))?;
     if ttl > MAX_TTL_SECS {
         return Err(TokenError::TooLong);
     }
@@ -320,9 +305,7 @@ pub fn verify(key: &[u8], token: &str, now_secs: u64) -> Result<Claims, TokenErr
 
 /// A base64url (unpadded) part that must decode to a JSON object.
 fn decode_object(part: &str) -> Result<Map<String, Value>, TokenError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(part.as_bytes())
-        .map_err(|_| TokenError::Malformed)?;
+    let bytes = URL_SAFE_NO_PAD.decode(part.as_bytes()).map_err(|_| TokenError::Malformed)?;
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(map)) => Ok(map),
         _ => Err(TokenError::Malformed),
@@ -339,25 +322,18 @@ fn optional_u64(map: &Map<String, Value>, name: &'static str) -> Result<Option<u
 }
 
 fn is_valid_jti(jti: &str) -> bool {
-    (1..=64).contains(&jti.len())
-        && jti
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    (1..=64).contains(&jti.len()) && jti.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn parse_claims(map: &Map<String, Value>) -> Result<Claims, TokenError> {
-    let iat =
-        optional_u64(map, "iat")?.ok_or(TokenError::InvalidClaims("the token has no iat claim"))?;
-    let exp =
-        optional_u64(map, "exp")?.ok_or(TokenError::InvalidClaims("the token has no exp claim"))?;
+    let iat = optional_u64(map, "iat")?.ok_or(TokenError::InvalidClaims("the token has no iat claim"))?;
+    let exp = optional_u64(map, "exp")?.ok_or(TokenError::InvalidClaims("the token has no exp claim"))?;
 
     let jti = map
         .get("jti")
         .and_then(Value::as_str)
         .filter(|j| is_valid_jti(j))
-        .ok_or(TokenError::InvalidClaims(
-            "the token's jti must be 1 to 64 characters of A-Z a-z 0-9 _ -",
-        ))?
+        .ok_or(TokenError::InvalidClaims("the token's jti must be 1 to 64 characters of A-Z a-z 0-9 _ -"))?
         .to_string();
 
     let scope = map
@@ -366,9 +342,8 @@ fn parse_claims(map: &Map<String, Value>) -> Result<Claims, TokenError> {
         .ok_or(TokenError::InvalidClaims("the token has no scope claim"))?;
     let mut scopes = Vec::new();
     for name in scope.split_ascii_whitespace() {
-        let s = Scope::parse(name).ok_or(TokenError::InvalidClaims(
-            "the token's scope names an unknown scope",
-        ))?;
+        let s = Scope::parse(name)
+            .ok_or(TokenError::InvalidClaims("the token's scope names an unknown scope"))?;
         if !scopes.contains(&s) {
             scopes.push(s);
         }
@@ -377,9 +352,8 @@ fn parse_claims(map: &Map<String, Value>) -> Result<Claims, TokenError> {
         return Err(TokenError::InvalidClaims("the token grants no scope"));
     }
 
-    const BAD_NUMBERS: TokenError = TokenError::InvalidClaims(
-        "the token's phone_numbers must be a non-empty array of E.164 numbers",
-    );
+    const BAD_NUMBERS: TokenError =
+        TokenError::InvalidClaims("the token's phone_numbers must be a non-empty array of E.164 numbers");
     let phone_numbers = match map.get("phone_numbers") {
         None => None,
         Some(Value::Array(items)) if !items.is_empty() => {
@@ -397,11 +371,9 @@ fn parse_claims(map: &Map<String, Value>) -> Result<Claims, TokenError> {
 
     let max_sends = match map.get("max_sends") {
         None => None,
-        Some(v) => Some(v.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or(
-            TokenError::InvalidClaims(
-                "the token's max_sends must be a whole number up to 4294967295",
-            ),
-        )?),
+        Some(v) => Some(v.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or(TokenError::InvalidClaims(
+            "the token's max_sends must be a whole number up to 4294967295",
+        ))?),
     };
 
     let aud_ok = match map.get("aud") {
@@ -411,18 +383,71 @@ fn parse_claims(map: &Map<String, Value>) -> Result<Claims, TokenError> {
         Some(_) => false,
     };
     if !aud_ok {
-        return Err(TokenError::InvalidClaims(
-            "the token's aud is not \"rbm-edge\"",
-        ));
+        return Err(TokenError::InvalidClaims("the token's aud is not \"rbm-edge\""));
     }
 
+    Ok(Claims { jti, iat, exp, scopes, phone_numbers, max_sends })
+}
+
+/// Default and maximum lifetime a `POST /v1/tokens` caller may ask for.
+pub const DEFAULT_TTL_SECS: u64 = 900;
+
+/// The body of `POST /v1/tokens`:
+/// `{"scopes":[…],"phoneNumbers":["+1…"]?,"ttlSeconds":900?,"maxSends":20?}`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct MintRequest {
+    scopes: Vec<String>,
+    #[serde(default)]
+    phone_numbers: Option<Vec<String>>,
+    #[serde(default)]
+    ttl_seconds: Option<u64>,
+    #[serde(default)]
+    max_sends: Option<u32>,
+}
+
+/// Validates a mint request into the claims of a new token (`jti` and the clock come from the
+/// shell). Errors name the field, like send validation.
+pub fn claims_from_request(body: &[u8], jti: String, now_secs: u64) -> Result<Claims, ValidationError> {
+    let err = |path: &str, message: &str| ValidationError { path: path.into(), message: message.into() };
+    let req: MintRequest = serde_json::from_slice(body)
+        .map_err(|e| err("", &format!("the body is not a valid token request: {e}")))?;
+    if req.scopes.is_empty() {
+        return Err(err("scopes", "must list at least one scope"));
+    }
+    let mut scopes = Vec::new();
+    for (i, s) in req.scopes.iter().enumerate() {
+        let scope = Scope::parse(s).ok_or_else(|| {
+            err(
+                &format!("scopes[{i}]"),
+                "must be one of messages:send, messages:read, events:send, capabilities:read",
+            )
+        })?;
+        if !scopes.contains(&scope) {
+            scopes.push(scope);
+        }
+    }
+    if let Some(numbers) = &req.phone_numbers {
+        if numbers.is_empty() {
+            return Err(err("phoneNumbers", "must not be empty (leave it out to allow any number)"));
+        }
+        for (i, n) in numbers.iter().enumerate() {
+            if !is_e164(n) {
+                return Err(err(&format!("phoneNumbers[{i}]"), "must be E.164, like +12223334444"));
+            }
+        }
+    }
+    let ttl = req.ttl_seconds.unwrap_or(DEFAULT_TTL_SECS);
+    if ttl == 0 || ttl > MAX_TTL_SECS {
+        return Err(err("ttlSeconds", "must be from 1 to 3600"));
+    }
     Ok(Claims {
         jti,
-        iat,
-        exp,
+        iat: now_secs,
+        exp: now_secs + ttl,
         scopes,
-        phone_numbers,
-        max_sends,
+        phone_numbers: req.phone_numbers,
+        max_sends: req.max_sends,
     })
 }
 
@@ -480,11 +505,7 @@ mod tests {
     /// A token signed with KEY whose header and claims are the given JSON text, built from
     /// `tag` (for shapes OpenSSL vectors would not add anything to).
     fn forge(header: &str, payload: &str) -> String {
-        let input = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header),
-            URL_SAFE_NO_PAD.encode(payload)
-        );
+        let input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(payload));
         let sig = URL_SAFE_NO_PAD.encode(tag(KEY, input.as_bytes()));
         format!("{input}.{sig}")
     }
@@ -494,11 +515,37 @@ mod tests {
     }
 
     #[test]
+    fn mint_requests() {
+        let c = claims_from_request(
+            br#"{"scopes":["messages:send","messages:read","messages:send"],"phoneNumbers":["+14155550123"],"ttlSeconds":600,"maxSends":3}"#,
+            "j1".into(),
+            1000,
+        )
+        .expect("valid");
+        assert_eq!(c.scopes, vec![Scope::MessagesSend, Scope::MessagesRead]);
+        assert_eq!((c.iat, c.exp, c.max_sends), (1000, 1600, Some(3)));
+        let d = claims_from_request(br#"{"scopes":["capabilities:read"]}"#, "j2".into(), 0).expect("valid");
+        assert_eq!(d.exp, DEFAULT_TTL_SECS);
+        for (body, path) in [
+            (&br#"{"scopes":[]}"#[..], "scopes"),
+            (br#"{"scopes":["admin"]}"#, "scopes[0]"),
+            (br#"{"scopes":["messages:send"],"ttlSeconds":3601}"#, "ttlSeconds"),
+            (br#"{"scopes":["messages:send"],"ttlSeconds":0}"#, "ttlSeconds"),
+            (br#"{"scopes":["messages:send"],"phoneNumbers":["555"]}"#, "phoneNumbers[0]"),
+            (br#"{"scopes":["messages:send"],"phoneNumbers":[]}"#, "phoneNumbers"),
+            (br#"{"scopes":["messages:send"],"typo":1}"#, ""),
+            (b"nope", ""),
+        ] {
+            assert_eq!(claims_from_request(body, "j".into(), 0).map_err(|e| e.path), Err(path.to_string()));
+        }
+        let key = b"k";
+        let tok = mint(key, &c);
+        assert_eq!(verify(key, &tok, 1001), Ok(c));
+    }
+
+    #[test]
     fn worked_example_known_answer() {
-        assert_eq!(
-            String::from_utf8(claims_json(&worked_claims())).expect("utf-8"),
-            WORKED_CLAIMS_JSON
-        );
+        assert_eq!(String::from_utf8(claims_json(&worked_claims())).expect("utf-8"), WORKED_CLAIMS_JSON);
         assert_eq!(mint(KEY, &worked_claims()), WORKED_TOKEN);
         assert_eq!(verify(KEY, WORKED_TOKEN, IAT), Ok(worked_claims()));
     }
@@ -549,53 +596,26 @@ mod tests {
 
         // header re-encoded with another (still HS256) JSON: MAC no longer matches
         let h2 = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","typ":"JWS"}"#);
-        assert_eq!(
-            verify(KEY, &format!("{h2}.{p}.{s}"), IAT),
-            Err(TokenError::BadSignature)
-        );
+        assert_eq!(verify(KEY, &format!("{h2}.{p}.{s}"), IAT), Err(TokenError::BadSignature));
         // claims changed (max_sends 10 -> 99), signature kept
         let p2 = URL_SAFE_NO_PAD.encode(WORKED_CLAIMS_JSON.replace(":10}", ":99}"));
-        assert_eq!(
-            verify(KEY, &format!("{h}.{p2}.{s}"), IAT),
-            Err(TokenError::BadSignature)
-        );
+        assert_eq!(verify(KEY, &format!("{h}.{p2}.{s}"), IAT), Err(TokenError::BadSignature));
         // one bit of the signature flipped
         let mut raw = URL_SAFE_NO_PAD.decode(s).expect("vector");
         raw[0] ^= 1;
         let s2 = URL_SAFE_NO_PAD.encode(&raw);
-        assert_eq!(
-            verify(KEY, &format!("{h}.{p}.{s2}"), IAT),
-            Err(TokenError::BadSignature)
-        );
+        assert_eq!(verify(KEY, &format!("{h}.{p}.{s2}"), IAT), Err(TokenError::BadSignature));
         // signature truncated, extended, padded, or in the standard alphabet
-        assert_eq!(
-            verify(KEY, &format!("{h}.{p}.{}", &s[..42]), IAT),
-            Err(TokenError::Malformed)
-        );
-        assert_eq!(
-            verify(KEY, &format!("{h}.{p}.{s}AAAA"), IAT),
-            Err(TokenError::Malformed)
-        );
-        assert_eq!(
-            verify(KEY, &format!("{h}.{p}.{s}="), IAT),
-            Err(TokenError::Malformed)
-        );
-        assert_eq!(
-            verify(KEY, &format!("{h}.{p}.{}", s.replace('_', "/")), IAT),
-            Err(TokenError::Malformed)
-        );
+        assert_eq!(verify(KEY, &format!("{h}.{p}.{}", &s[..42]), IAT), Err(TokenError::Malformed));
+        assert_eq!(verify(KEY, &format!("{h}.{p}.{s}AAAA"), IAT), Err(TokenError::Malformed));
+        assert_eq!(verify(KEY, &format!("{h}.{p}.{s}="), IAT), Err(TokenError::Malformed));
+        assert_eq!(verify(KEY, &format!("{h}.{p}.{}", s.replace('_', "/")), IAT), Err(TokenError::Malformed));
         // a character of the claims part made non-base64url: the MAC is checked (and misses)
         // before the claims are even decoded
         let p3 = format!("{}*{}", &p[..10], &p[11..]);
-        assert_eq!(
-            verify(KEY, &format!("{h}.{p3}.{s}"), IAT),
-            Err(TokenError::BadSignature)
-        );
+        assert_eq!(verify(KEY, &format!("{h}.{p3}.{s}"), IAT), Err(TokenError::BadSignature));
         // the header part garbled is malformed
-        assert_eq!(
-            verify(KEY, &format!("x{h}.{p}.{s}"), IAT),
-            Err(TokenError::Malformed)
-        );
+        assert_eq!(verify(KEY, &format!("x{h}.{p}.{s}"), IAT), Err(TokenError::Malformed));
     }
 
     #[test]
@@ -616,31 +636,17 @@ mod tests {
             format!("{h}=.{p}.{s}"),
             format!("{h}.{p}.{s}{}", "A".repeat(MAX_TOKEN_LEN)),
         ] {
-            assert_eq!(
-                verify(KEY, &bad, IAT),
-                Err(TokenError::Malformed),
-                "{bad:?}"
-            );
+            assert_eq!(verify(KEY, &bad, IAT), Err(TokenError::Malformed), "{bad:?}");
         }
         // header or claims that are valid base64url of something other than a JSON object
-        assert_eq!(
-            verify(KEY, &forge("[]", "{}"), IAT),
-            Err(TokenError::Malformed)
-        );
-        assert_eq!(
-            verify(KEY, &forge("not json", "{}"), IAT),
-            Err(TokenError::Malformed)
-        );
+        assert_eq!(verify(KEY, &forge("[]", "{}"), IAT), Err(TokenError::Malformed));
+        assert_eq!(verify(KEY, &forge("not json", "{}"), IAT), Err(TokenError::Malformed));
         assert_eq!(with_claims("[1,2]"), Err(TokenError::Malformed));
         assert_eq!(with_claims("not json"), Err(TokenError::Malformed));
         assert_eq!(with_claims(""), Err(TokenError::Malformed));
         // a crit header is an extension we do not implement
         assert_eq!(
-            verify(
-                KEY,
-                &forge(r#"{"alg":"HS256","crit":["b64"],"b64":false}"#, "{}"),
-                IAT
-            ),
+            verify(KEY, &forge(r#"{"alg":"HS256","crit":["b64"],"b64":false}"#, "{}"), IAT),
             Err(TokenError::Malformed)
         );
         // the length limit is inclusive
@@ -680,15 +686,8 @@ mod tests {
         }
         // typ is optional and not checked
         assert!(verify(KEY, &forge(r#"{"alg":"HS256"}"#, WORKED_CLAIMS_JSON), IAT).is_ok());
-        assert!(verify(
-            KEY,
-            &forge(
-                r#"{"typ":"at+jwt","alg":"HS256","kid":"k1"}"#,
-                WORKED_CLAIMS_JSON
-            ),
-            IAT
-        )
-        .is_ok());
+        assert!(verify(KEY, &forge(r#"{"typ":"at+jwt","alg":"HS256","kid":"k1"}"#, WORKED_CLAIMS_JSON), IAT)
+            .is_ok());
     }
 
     #[test]
@@ -711,30 +710,19 @@ mod tests {
         assert!(verify(KEY, &t, IAT + 60).is_ok());
         // nbf honoured with the same allowance
         let nbf = |n: u64| {
-            format!(
-                r#"{{"iat":{IAT},"exp":{},"nbf":{n},"jti":"j","scope":"messages:send"}}"#,
-                IAT + 900
-            )
+            format!(r#"{{"iat":{IAT},"exp":{},"nbf":{n},"jti":"j","scope":"messages:send"}}"#, IAT + 900)
         };
         assert!(with_claims(&nbf(IAT + 60)).is_ok());
         assert_eq!(with_claims(&nbf(IAT + 61)), Err(TokenError::NotYetValid));
-        let not_a_number = format!(
-            r#"{{"iat":{IAT},"exp":{},"nbf":"soon","jti":"j","scope":"messages:send"}}"#,
-            IAT + 900
-        );
-        assert!(matches!(
-            with_claims(&not_a_number),
-            Err(TokenError::InvalidClaims(_))
-        ));
+        let not_a_number =
+            format!(r#"{{"iat":{IAT},"exp":{},"nbf":"soon","jti":"j","scope":"messages:send"}}"#, IAT + 900);
+        assert!(matches!(with_claims(&not_a_number), Err(TokenError::InvalidClaims(_))));
     }
 
     #[test]
     fn lifetime_limit() {
         assert!(verify(KEY, &mint(KEY, &claims(IAT, IAT + 3600)), IAT).is_ok());
-        assert_eq!(
-            verify(KEY, &mint(KEY, &claims(IAT, IAT + 3601)), IAT),
-            Err(TokenError::TooLong)
-        );
+        assert_eq!(verify(KEY, &mint(KEY, &claims(IAT, IAT + 3601)), IAT), Err(TokenError::TooLong));
         // exp before iat: a token that was never valid
         assert!(matches!(
             verify(KEY, &mint(KEY, &claims(IAT + 10, IAT + 5)), IAT),
@@ -745,10 +733,7 @@ mod tests {
     #[test]
     fn claim_validation() {
         let base = |extra: &str| {
-            format!(
-                r#"{{"iat":{IAT},"exp":{},"jti":"j","scope":"messages:send"{extra}}}"#,
-                IAT + 60
-            )
+            format!(r#"{{"iat":{IAT},"exp":{},"jti":"j","scope":"messages:send"{extra}}}"#, IAT + 60)
         };
         assert!(with_claims(&base("")).is_ok());
         // unknown claims are ignored
@@ -757,59 +742,26 @@ mod tests {
             // required claims missing or mistyped
             r#"{"exp":1767225660,"jti":"j","scope":"messages:send"}"#.to_string(),
             format!(r#"{{"iat":{IAT},"jti":"j","scope":"messages:send"}}"#),
-            format!(
-                r#"{{"iat":{IAT},"exp":{},"scope":"messages:send"}}"#,
-                IAT + 60
-            ),
+            format!(r#"{{"iat":{IAT},"exp":{},"scope":"messages:send"}}"#, IAT + 60),
             format!(r#"{{"iat":{IAT},"exp":{},"jti":"j"}}"#, IAT + 60),
-            format!(
-                r#"{{"iat":"{IAT}","exp":{},"jti":"j","scope":"messages:send"}}"#,
-                IAT + 60
-            ),
-            format!(
-                r#"{{"iat":{IAT}.5,"exp":{},"jti":"j","scope":"messages:send"}}"#,
-                IAT + 60
-            ),
-            format!(
-                r#"{{"iat":-1,"exp":{},"jti":"j","scope":"messages:send"}}"#,
-                IAT + 60
-            ),
+            format!(r#"{{"iat":"{IAT}","exp":{},"jti":"j","scope":"messages:send"}}"#, IAT + 60),
+            format!(r#"{{"iat":{IAT}.5,"exp":{},"jti":"j","scope":"messages:send"}}"#, IAT + 60),
+            format!(r#"{{"iat":-1,"exp":{},"jti":"j","scope":"messages:send"}}"#, IAT + 60),
             // jti shape
-            format!(
-                r#"{{"iat":{IAT},"exp":{},"jti":"","scope":"messages:send"}}"#,
-                IAT + 60
-            ),
-            format!(
-                r#"{{"iat":{IAT},"exp":{},"jti":"a b","scope":"messages:send"}}"#,
-                IAT + 60
-            ),
-            format!(
-                r#"{{"iat":{IAT},"exp":{},"jti":"a.b","scope":"messages:send"}}"#,
-                IAT + 60
-            ),
+            format!(r#"{{"iat":{IAT},"exp":{},"jti":"","scope":"messages:send"}}"#, IAT + 60),
+            format!(r#"{{"iat":{IAT},"exp":{},"jti":"a b","scope":"messages:send"}}"#, IAT + 60),
+            format!(r#"{{"iat":{IAT},"exp":{},"jti":"a.b","scope":"messages:send"}}"#, IAT + 60),
             format!(
                 r#"{{"iat":{IAT},"exp":{},"jti":"{}","scope":"messages:send"}}"#,
                 IAT + 60,
                 "x".repeat(65)
             ),
-            format!(
-                r#"{{"iat":{IAT},"exp":{},"jti":7,"scope":"messages:send"}}"#,
-                IAT + 60
-            ),
+            format!(r#"{{"iat":{IAT},"exp":{},"jti":7,"scope":"messages:send"}}"#, IAT + 60),
             // scopes
             format!(r#"{{"iat":{IAT},"exp":{},"jti":"j","scope":""}}"#, IAT + 60),
-            format!(
-                r#"{{"iat":{IAT},"exp":{},"jti":"j","scope":"messages:send admin"}}"#,
-                IAT + 60
-            ),
-            format!(
-                r#"{{"iat":{IAT},"exp":{},"jti":"j","scope":"Messages:Send"}}"#,
-                IAT + 60
-            ),
-            format!(
-                r#"{{"iat":{IAT},"exp":{},"jti":"j","scope":["messages:send"]}}"#,
-                IAT + 60
-            ),
+            format!(r#"{{"iat":{IAT},"exp":{},"jti":"j","scope":"messages:send admin"}}"#, IAT + 60),
+            format!(r#"{{"iat":{IAT},"exp":{},"jti":"j","scope":"Messages:Send"}}"#, IAT + 60),
+            format!(r#"{{"iat":{IAT},"exp":{},"jti":"j","scope":["messages:send"]}}"#, IAT + 60),
             // phone numbers
             base(r#","phone_numbers":[]"#),
             base(r#","phone_numbers":"+14155550123""#),
@@ -827,10 +779,7 @@ mod tests {
         ];
         for payload in &invalid {
             let r = with_claims(payload);
-            assert!(
-                matches!(r, Err(TokenError::InvalidClaims(_))),
-                "{payload}: {r:?}"
-            );
+            assert!(matches!(r, Err(TokenError::InvalidClaims(_))), "{payload}: {r:?}");
         }
         // accepted optional claims
         let c = with_claims(&base(r#","aud":"rbm-edge","max_sends":0"#)).expect("aud string");
@@ -851,10 +800,7 @@ mod tests {
             assert_eq!(Scope::parse(s.as_str()), Some(s));
         }
         assert_eq!(Scope::parse("messages:send"), Some(Scope::MessagesSend));
-        assert_eq!(
-            Scope::parse("capabilities:read"),
-            Some(Scope::CapabilitiesRead)
-        );
+        assert_eq!(Scope::parse("capabilities:read"), Some(Scope::CapabilitiesRead));
         assert_eq!(Scope::parse("messages:*"), None);
         assert_eq!(Scope::parse(""), None);
     }
@@ -879,14 +825,8 @@ mod tests {
         );
         // no phone_numbers claim: any number
         let any = claims(IAT, IAT + 60);
-        assert_eq!(
-            any.allows(Scope::MessagesSend, Some("+447700900123")),
-            Ok(())
-        );
-        assert_eq!(
-            any.allows(Scope::MessagesRead, None),
-            Err(Denied::MissingScope(Scope::MessagesRead))
-        );
+        assert_eq!(any.allows(Scope::MessagesSend, Some("+447700900123")), Ok(()));
+        assert_eq!(any.allows(Scope::MessagesRead, None), Err(Denied::MissingScope(Scope::MessagesRead)));
     }
 
     #[test]

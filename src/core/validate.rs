@@ -104,10 +104,7 @@ type Obj = Map<String, Value>;
 type Checked<T> = Result<T, ValidationError>;
 
 fn error(path: &str, message: impl Into<String>) -> ValidationError {
-    ValidationError {
-        path: path.to_owned(),
-        message: message.into(),
-    }
+    ValidationError { path: path.to_owned(), message: message.into() }
 }
 
 fn fail<T>(path: &str, message: impl Into<String>) -> Checked<T> {
@@ -137,14 +134,11 @@ fn as_str<'a>(v: &'a Value, path: &str) -> Checked<&'a str> {
 }
 
 fn as_obj<'a>(v: &'a Value, path: &str) -> Checked<&'a Obj> {
-    v.as_object()
-        .ok_or_else(|| error(path, "must be an object"))
+    v.as_object().ok_or_else(|| error(path, "must be an object"))
 }
 
 fn as_arr<'a>(v: &'a Value, path: &str) -> Checked<&'a [Value]> {
-    v.as_array()
-        .map(Vec::as_slice)
-        .ok_or_else(|| error(path, "must be an array"))
+    v.as_array().map(Vec::as_slice).ok_or_else(|| error(path, "must be an array"))
 }
 
 /// A boolean, or the strings `"true"` / `"false"` that Google's examples and parser use.
@@ -187,25 +181,16 @@ fn one_matching<'a>(
     what: &str,
     is_kind: impl Fn(&str) -> bool,
 ) -> Checked<(&'a str, &'a Value)> {
-    let mut found: Vec<(&str, &Value)> = obj
-        .iter()
-        .filter(|(k, v)| !v.is_null() && is_kind(k))
-        .map(|(k, v)| (k.as_str(), v))
-        .collect();
+    let mut found: Vec<(&str, &Value)> =
+        obj.iter().filter(|(k, v)| !v.is_null() && is_kind(k)).map(|(k, v)| (k.as_str(), v)).collect();
     found.sort_unstable_by_key(|(k, _)| *k); // the same message whatever the map's key order
     match found.as_slice() {
         [one] => Ok(*one),
-        [] => fail(
-            path,
-            format!("must contain exactly one of {what} (found none)"),
-        ),
+        [] => fail(path, format!("must contain exactly one of {what} (found none)")),
         several => {
             let names: Vec<&str> = several.iter().map(|(k, _)| *k).collect();
             let names = names.join(", ");
-            fail(
-                path,
-                format!("must contain exactly one of {what} (found {names})"),
-            )
+            fail(path, format!("must contain exactly one of {what} (found {names})"))
         }
     }
 }
@@ -252,10 +237,7 @@ fn check_phone(path: &str, s: &str) -> Checked<()> {
     if is_e164(s) {
         Ok(())
     } else {
-        fail(
-            path,
-            "must be an E.164 phone number: + then 8 to 15 digits, like +12223334444",
-        )
+        fail(path, "must be an E.164 phone number: + then 8 to 15 digits, like +12223334444")
     }
 }
 
@@ -272,10 +254,7 @@ fn check_timestamp(path: &str, s: &str) -> Checked<()> {
     if is_rfc3339_utc(s) {
         Ok(())
     } else {
-        fail(
-            path,
-            "must be an RFC 3339 timestamp like 2026-11-25T10:00:00Z",
-        )
+        fail(path, "must be an RFC 3339 timestamp like 2026-11-25T10:00:00Z")
     }
 }
 
@@ -308,11 +287,7 @@ fn http_url_host(s: &str) -> Option<(bool, &str)> {
         let end = authority.find(']')?;
         let (host, after) = authority.split_at(end + 1);
         let inner = host.get(1..end).unwrap_or_default();
-        if inner.is_empty()
-            || !inner
-                .bytes()
-                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-        {
+        if inner.is_empty() || !inner.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
             return None;
         }
         match after {
@@ -346,16 +321,11 @@ fn check_status_callback(path: &str, s: &str) -> Checked<()> {
     match http_url_host(s) {
         Some((true, _)) => Ok(()),
         Some((false, host))
-            if ["127.0.0.1", "localhost", "[::1]"]
-                .iter()
-                .any(|h| host.eq_ignore_ascii_case(h)) =>
+            if ["127.0.0.1", "localhost", "[::1]"].iter().any(|h| host.eq_ignore_ascii_case(h)) =>
         {
             Ok(())
         }
-        _ => fail(
-            path,
-            "must be an https URL (plain http only to 127.0.0.1, localhost or [::1])",
-        ),
+        _ => fail(path, "must be an https URL (plain http only to 127.0.0.1, localhost or [::1])"),
     }
 }
 
@@ -367,17 +337,14 @@ fn check_status_callback(path: &str, s: &str) -> Checked<()> {
 pub fn is_agent_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_AGENT_ID_CHARS
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 pub fn is_e164(s: &str) -> bool {
     let Some(digits) = s.strip_prefix('+') else {
         return false;
     };
-    (8..=15).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0')
+    (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0')
 }
 
 /// `8-4-4-4-12` hexadecimal digits, any case, any version.
@@ -394,9 +361,7 @@ fn parse_digits(s: &str) -> Option<u64> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    s.bytes().try_fold(0u64, |acc, b| {
-        acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
-    })
+    s.bytes().try_fold(0u64, |acc, b| acc.checked_mul(10)?.checked_add(u64::from(b - b'0')))
 }
 
 /// A Google Duration JSON string (`"3600s"`, `"1.5s"`, `"-0.000000001s"`) in nanoseconds.
@@ -433,9 +398,7 @@ pub fn parse_duration_secs(s: &str) -> Option<f64> {
 
 fn days_in_month(year: u32, month: u32) -> u32 {
     match month {
-        2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => {
-            29
-        }
+        2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => 29,
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,
@@ -449,9 +412,7 @@ pub fn is_rfc3339_utc(s: &str) -> bool {
     let b = s.as_bytes();
     let num = |from: usize, len: usize| -> Option<u32> {
         let part = b.get(from..from + len)?;
-        part.iter().try_fold(0u32, |acc, d| {
-            d.is_ascii_digit().then(|| acc * 10 + u32::from(d - b'0'))
-        })
+        part.iter().try_fold(0u32, |acc, d| d.is_ascii_digit().then(|| acc * 10 + u32::from(d - b'0')))
     };
     let sep = |i: usize, c: u8| b.get(i) == Some(&c);
     let (Some(year), Some(month), Some(day)) = (num(0, 4), num(5, 2), num(8, 2)) else {
@@ -479,8 +440,7 @@ pub fn is_rfc3339_utc(s: &str) -> bool {
         rest = fraction.get(digits..).unwrap_or_default();
     }
     let two = |a: u8, b: u8| -> Option<u32> {
-        (a.is_ascii_digit() && b.is_ascii_digit())
-            .then(|| u32::from(a - b'0') * 10 + u32::from(b - b'0'))
+        (a.is_ascii_digit() && b.is_ascii_digit()).then(|| u32::from(a - b'0') * 10 + u32::from(b - b'0'))
     };
     match rest {
         b"Z" => true,
@@ -495,13 +455,7 @@ pub fn is_rfc3339_utc(s: &str) -> bool {
 
 fn parse_object(body: &[u8]) -> Checked<Obj> {
     if body.len() > MAX_BODY_BYTES {
-        return fail(
-            "",
-            format!(
-                "must be at most {MAX_BODY_BYTES} bytes (got {})",
-                body.len()
-            ),
-        );
+        return fail("", format!("must be at most {MAX_BODY_BYTES} bytes (got {})", body.len()));
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
@@ -529,12 +483,7 @@ fn check_content_info(info: &Obj, path: &str) -> Checked<()> {
 }
 
 fn check_uploaded_file(file: &Obj, path: &str) -> Checked<()> {
-    check_chars(
-        &at(path, "fileName"),
-        req(file, path, "fileName", as_str)?,
-        1,
-        usize::MAX,
-    )?;
+    check_chars(&at(path, "fileName"), req(file, path, "fileName", as_str)?, 1, usize::MAX)?;
     opt(file, path, "thumbnailName", as_str)?;
     Ok(())
 }
@@ -558,10 +507,7 @@ fn check_action(action: &Obj, path: &str) -> Checked<()> {
     let p = at(path, kind);
     let detail = as_obj(value, &p)?;
     match kind {
-        "dialAction" => check_phone(
-            &at(&p, "phoneNumber"),
-            req(detail, &p, "phoneNumber", as_str)?,
-        ),
+        "dialAction" => check_phone(&at(&p, "phoneNumber"), req(detail, &p, "phoneNumber", as_str)?),
         "openUrlAction" => check_url(&at(&p, "url"), req(detail, &p, "url", as_str)?),
         "viewLocationAction" => {
             opt(detail, &p, "latLong", as_obj)?;
@@ -583,10 +529,7 @@ fn check_action(action: &Obj, path: &str) -> Checked<()> {
             for key in ["composeTextMessage", "composeRecordingMessage"] {
                 if let Some(compose) = opt(detail, &p, key, as_obj)? {
                     let cp = at(&p, key);
-                    check_phone(
-                        &at(&cp, "phoneNumber"),
-                        req(compose, &cp, "phoneNumber", as_str)?,
-                    )?;
+                    check_phone(&at(&cp, "phoneNumber"), req(compose, &cp, "phoneNumber", as_str)?)?;
                 }
             }
             Ok(())
@@ -645,10 +588,7 @@ fn check_card_content(card: &Obj, path: &str) -> Checked<()> {
         check_media(m, &at(path, "media"))?;
     }
     if title.is_none_or(str::is_empty) && description.is_none_or(str::is_empty) && media.is_none() {
-        return fail(
-            path,
-            "must have at least one of title, description or media",
-        );
+        return fail(path, "must have at least one of title, description or media");
     }
     check_suggestions(card, path, MAX_CARD_SUGGESTIONS)
 }
@@ -666,13 +606,7 @@ fn check_rich_card(rich: &Obj, path: &str) -> Checked<()> {
     }
     let cards = req(card, &p, "cardContents", as_arr)?;
     let cp = at(&p, "cardContents");
-    check_count(
-        &cp,
-        cards.len(),
-        MIN_CAROUSEL_CARDS,
-        MAX_CAROUSEL_CARDS,
-        "cards",
-    )?;
+    check_count(&cp, cards.len(), MIN_CAROUSEL_CARDS, MAX_CAROUSEL_CARDS, "cards")?;
     for (i, item) in cards.iter().enumerate() {
         let ip = at_index(&cp, i);
         check_card_content(as_obj(item, &ip)?, &ip)?;
@@ -700,18 +634,13 @@ fn check_agent_message(message: &Obj) -> Checked<()> {
     let ttl = opt(message, "", "ttl", as_str)?;
     let expire_time = opt(message, "", "expireTime", as_str)?;
     if ttl.is_some() && expire_time.is_some() {
-        return fail(
-            "ttl",
-            "must not be set together with expireTime (set at most one)",
-        );
+        return fail("ttl", "must not be set together with expireTime (set at most one)");
     }
     if let Some(ttl) = ttl {
         match duration_nanos(ttl) {
             None => return fail("ttl", "must be a duration in seconds like \"3600s\""),
             Some(n) if n <= 0 => return fail("ttl", "must be more than 0s"),
-            Some(n) if n > MAX_TTL_NANOS => {
-                return fail("ttl", "must be at most 1296000s (15 days)")
-            }
+            Some(n) if n > MAX_TTL_NANOS => return fail("ttl", "must be at most 1296000s (15 days)"),
             Some(_) => {}
         }
     }
@@ -726,26 +655,20 @@ fn check_agent_message(message: &Obj) -> Checked<()> {
 pub fn validate_send(body: &[u8]) -> Result<SendRequest, ValidationError> {
     let mut message = parse_object(body)?;
 
-    let phone_number = take_str(&mut message, "phoneNumber")?
-        .ok_or_else(|| error("phoneNumber", "is required"))?;
+    let phone_number =
+        take_str(&mut message, "phoneNumber")?.ok_or_else(|| error("phoneNumber", "is required"))?;
     check_phone("phoneNumber", &phone_number)?;
 
     let message_id = take_str(&mut message, "messageId")?;
     if message_id.as_deref().is_some_and(|id| !is_uuid(id)) {
-        return fail(
-            "messageId",
-            "must be a UUID like 123e4567-e89b-12d3-a456-426614174000",
-        );
+        return fail("messageId", "must be a UUID like 123e4567-e89b-12d3-a456-426614174000");
     }
 
     let agent_id = take_str(&mut message, "agentId")?;
     if let Some(id) = &agent_id {
         check_chars("agentId", id, 1, MAX_AGENT_ID_CHARS)?;
         if !is_agent_id(id) {
-            return fail(
-                "agentId",
-                "must contain only letters, digits, '_', '.' and '-'",
-            );
+            return fail("agentId", "must contain only letters, digits, '_', '.' and '-'");
         }
     }
 
@@ -755,13 +678,7 @@ pub fn validate_send(body: &[u8]) -> Result<SendRequest, ValidationError> {
     }
 
     check_agent_message(&message)?;
-    Ok(SendRequest {
-        phone_number,
-        message_id,
-        agent_id,
-        status_callback,
-        agent_message: message,
-    })
+    Ok(SendRequest { phone_number, message_id, agent_id, status_callback, agent_message: message })
 }
 
 /// Validate a `POST /v1/phones/{phone}/events` body: `{"eventType":"READ","messageId":…}` or
@@ -774,14 +691,9 @@ pub fn validate_agent_event(body: &[u8]) -> Result<AgentEventRequest, Validation
             check_chars("messageId", id, 1, MAX_EVENT_MESSAGE_ID_CHARS)?;
             let allowed = |b: u8| b.is_ascii_alphanumeric() || b"._~=+-".contains(&b);
             if !id.bytes().all(allowed) {
-                return fail(
-                    "messageId",
-                    "must contain only letters, digits and . _ ~ = + -",
-                );
+                return fail("messageId", "must contain only letters, digits and . _ ~ = + -");
             }
-            Ok(AgentEventRequest::Read {
-                message_id: id.to_owned(),
-            })
+            Ok(AgentEventRequest::Read { message_id: id.to_owned() })
         }
         "IS_TYPING" => Ok(AgentEventRequest::IsTyping),
         _ => fail("eventType", "must be READ or IS_TYPING"),
@@ -802,10 +714,7 @@ mod tests {
         body.insert("phoneNumber".into(), json!(PHONE));
         body.insert("messageId".into(), json!(UUID));
         body.insert("agentId".into(), json!("my_agent_abc123_agent"));
-        body.insert(
-            "statusCallback".into(),
-            json!("https://example.com/rbm/status"),
-        );
+        body.insert("statusCallback".into(), json!("https://example.com/rbm/status"));
         serde_json::to_vec(&body).unwrap()
     }
 
@@ -817,10 +726,7 @@ mod tests {
         assert_eq!(req.phone_number, PHONE);
         assert_eq!(req.message_id.as_deref(), Some(UUID));
         assert_eq!(req.agent_id.as_deref(), Some("my_agent_abc123_agent"));
-        assert_eq!(
-            req.status_callback.as_deref(),
-            Some("https://example.com/rbm/status")
-        );
+        assert_eq!(req.status_callback.as_deref(), Some("https://example.com/rbm/status"));
         let relayed = serde_json::to_vec(&Value::Object(req.agent_message)).unwrap();
         assert_eq!(relayed, serde_json::to_vec(&message).unwrap());
     }
@@ -834,8 +740,7 @@ mod tests {
 
     fn ok(message: Value) -> SendRequest {
         let bytes = body(message);
-        validate_send(&bytes)
-            .unwrap_or_else(|e| panic!("rejected: {e}\n{}", String::from_utf8_lossy(&bytes)))
+        validate_send(&bytes).unwrap_or_else(|e| panic!("rejected: {e}\n{}", String::from_utf8_lossy(&bytes)))
     }
 
     fn err(message: Value) -> ValidationError {
@@ -1002,10 +907,7 @@ mod tests {
         exact.push(b' ');
         let e = validate_send(&exact).unwrap_err();
         assert_eq!(e.path, "");
-        assert_eq!(
-            e.message,
-            format!("must be at most 256000 bytes (got 256001)")
-        );
+        assert_eq!(e.message, format!("must be at most 256000 bytes (got 256001)"));
         assert_eq!(e.to_string(), e.message);
         let e = validate_agent_event(&exact).unwrap_err();
         assert_eq!(e.path, "");
@@ -1013,16 +915,7 @@ mod tests {
 
     #[test]
     fn body_must_be_a_json_object() {
-        for bad in [
-            &b""[..],
-            b"{",
-            b"[]",
-            b"\"x\"",
-            b"null",
-            b"42",
-            b"{} {}",
-            b"{'a':1}",
-        ] {
+        for bad in [&b""[..], b"{", b"[]", b"\"x\"", b"null", b"42", b"{} {}", b"{'a':1}"] {
             let e = validate_send(bad).unwrap_err();
             assert_eq!(e.path, "", "{}", String::from_utf8_lossy(bad));
             assert!(e.message.starts_with("must be"), "{e:?}");
@@ -1036,10 +929,7 @@ mod tests {
         let mut no_phone = text("Hi").as_object().unwrap().clone();
         no_phone.remove("phoneNumber");
         let e = validate_send(&serde_json::to_vec(&no_phone).unwrap()).unwrap_err();
-        assert_eq!(
-            (e.path.as_str(), e.message.as_str()),
-            ("phoneNumber", "is required")
-        );
+        assert_eq!((e.path.as_str(), e.message.as_str()), ("phoneNumber", "is required"));
         assert_err(
             json!({"phoneNumber": 12223334444u64, "contentMessage": {"text": "Hi"}}),
             "phoneNumber",
@@ -1075,14 +965,8 @@ mod tests {
 
     #[test]
     fn message_id_must_be_a_uuid() {
-        ok(
-            json!({"messageId": "123E4567-E89B-12D3-A456-426614174000", "contentMessage": {"text": "Hi"}}),
-        );
-        assert_err(
-            json!({"messageId": "not-a-uuid", "contentMessage": {"text": "Hi"}}),
-            "messageId",
-            "UUID",
-        );
+        ok(json!({"messageId": "123E4567-E89B-12D3-A456-426614174000", "contentMessage": {"text": "Hi"}}));
+        assert_err(json!({"messageId": "not-a-uuid", "contentMessage": {"text": "Hi"}}), "messageId", "UUID");
         assert_err(
             json!({"messageId": 7, "contentMessage": {"text": "Hi"}}),
             "messageId",
@@ -1110,11 +994,7 @@ mod tests {
         ok(id("my_agent_abc123_agent"));
         ok(id("a.b-c_D9"));
         ok(id(&"a".repeat(128)));
-        assert_err(
-            id(&"a".repeat(129)),
-            "agentId",
-            "at most 128 characters (got 129)",
-        );
+        assert_err(id(&"a".repeat(129)), "agentId", "at most 128 characters (got 129)");
         assert_err(id(""), "agentId", "must not be empty");
         assert_err(id("agent/../x"), "agentId", "only letters");
         assert_err(id("agent id"), "agentId", "only letters");
@@ -1162,11 +1042,7 @@ mod tests {
         }
         let long = |n: usize| format!("https://example.com/{}", "a".repeat(n - 20));
         ok(cb(&long(2048)));
-        assert_err(
-            cb(&long(2049)),
-            "statusCallback",
-            "at most 2048 characters (got 2049)",
-        );
+        assert_err(cb(&long(2049)), "statusCallback", "at most 2048 characters (got 2049)");
         assert_err(
             json!({"statusCallback": true, "contentMessage": {"text": "Hi"}}),
             "statusCallback",
@@ -1179,11 +1055,7 @@ mod tests {
     #[test]
     fn content_message_is_a_required_object() {
         assert_err(json!({}), "contentMessage", "is required");
-        assert_err(
-            json!({"contentMessage": "Hi"}),
-            "contentMessage",
-            "must be an object",
-        );
+        assert_err(json!({"contentMessage": "Hi"}), "contentMessage", "must be an object");
     }
 
     #[test]
@@ -1194,9 +1066,7 @@ mod tests {
             e.message,
             "must contain exactly one of text, richCard, contentInfo, uploadedRbmFile (found none)"
         );
-        let e = err(
-            json!({"contentMessage": {"text": "Hi", "uploadedRbmFile": {"fileName": "files/a"}}}),
-        );
+        let e = err(json!({"contentMessage": {"text": "Hi", "uploadedRbmFile": {"fileName": "files/a"}}}));
         assert_eq!(e.path, "contentMessage");
         assert!(e.message.ends_with("(found text, uploadedRbmFile)"), "{e}");
         // null does not count as a kind
@@ -1206,17 +1076,9 @@ mod tests {
     #[test]
     fn text_is_1_to_3072_chars() {
         ok(text(&"é".repeat(3072))); // chars, not bytes (6144 bytes)
-        assert_err(
-            text(&"é".repeat(3073)),
-            "contentMessage.text",
-            "at most 3072 characters (got 3073)",
-        );
+        assert_err(text(&"é".repeat(3073)), "contentMessage.text", "at most 3072 characters (got 3073)");
         assert_err(text(""), "contentMessage.text", "must not be empty");
-        assert_err(
-            json!({"contentMessage": {"text": 5}}),
-            "contentMessage.text",
-            "must be a string",
-        );
+        assert_err(json!({"contentMessage": {"text": 5}}), "contentMessage.text", "must be a string");
     }
 
     // ---- suggestions --------------------------------------------------------------------
@@ -1231,16 +1093,8 @@ mod tests {
             "at most 11 suggestions (got 12)",
         );
         ok(with_suggestions(chips(0)));
-        assert_err(
-            with_suggestions(json!({"reply": {}})),
-            "contentMessage.suggestions",
-            "must be an array",
-        );
-        assert_err(
-            with_suggestions(json!(["Yes"])),
-            "contentMessage.suggestions[0]",
-            "must be an object",
-        );
+        assert_err(with_suggestions(json!({"reply": {}})), "contentMessage.suggestions", "must be an array");
+        assert_err(with_suggestions(json!(["Yes"])), "contentMessage.suggestions[0]", "must be an object");
     }
 
     #[test]
@@ -1279,29 +1133,16 @@ mod tests {
 
     #[test]
     fn postback_data_is_required_and_at_most_2048() {
-        let chip =
-            |p: Value| with_suggestions(json!([{"reply": {"text": "Yes", "postbackData": p}}]));
+        let chip = |p: Value| with_suggestions(json!([{"reply": {"text": "Yes", "postbackData": p}}]));
         ok(chip(json!("p".repeat(2048))));
         assert_err(
             chip(json!("p".repeat(2049))),
             "contentMessage.suggestions[0].reply.postbackData",
             "at most 2048",
         );
-        assert_err(
-            chip(json!("")),
-            "contentMessage.suggestions[0].reply.postbackData",
-            "must not be empty",
-        );
-        assert_err(
-            chip(json!(null)),
-            "contentMessage.suggestions[0].reply.postbackData",
-            "is required",
-        );
-        assert_err(
-            chip(json!(1)),
-            "contentMessage.suggestions[0].reply.postbackData",
-            "must be a string",
-        );
+        assert_err(chip(json!("")), "contentMessage.suggestions[0].reply.postbackData", "must not be empty");
+        assert_err(chip(json!(null)), "contentMessage.suggestions[0].reply.postbackData", "is required");
+        assert_err(chip(json!(1)), "contentMessage.suggestions[0].reply.postbackData", "must be a string");
         assert_err(
             with_suggestions(json!([{"action": {"text": "Go", "shareLocationAction": {}}}])),
             "contentMessage.suggestions[0].action.postbackData",
@@ -1318,11 +1159,7 @@ mod tests {
         );
         let both = json!([{"reply": {"text": "a", "postbackData": "a"},
                            "action": {"text": "a", "postbackData": "a", "shareLocationAction": {}}}]);
-        assert_err(
-            with_suggestions(both),
-            "contentMessage.suggestions[0]",
-            "(found action, reply)",
-        );
+        assert_err(with_suggestions(both), "contentMessage.suggestions[0]", "(found action, reply)");
         assert_err(
             with_suggestions(json!([{"reply": "Yes"}])),
             "contentMessage.suggestions[0].reply",
@@ -1334,16 +1171,10 @@ mod tests {
     fn an_action_has_exactly_one_action_kind() {
         let base = |extra: Value| {
             let mut a = json!({"text": "Go", "postbackData": "go"});
-            a.as_object_mut()
-                .unwrap()
-                .extend(extra.as_object().unwrap().clone());
+            a.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
             with_suggestions(json!([{"action": a}]))
         };
-        assert_err(
-            base(json!({})),
-            "contentMessage.suggestions[0].action",
-            "found none",
-        );
+        assert_err(base(json!({})), "contentMessage.suggestions[0].action", "found none");
         assert_err(
             base(json!({"shareLocationAction": {}, "dialAction": {"phoneNumber": PHONE}})),
             "contentMessage.suggestions[0].action",
@@ -1370,25 +1201,14 @@ mod tests {
             &format!("{p}.dialAction.phoneNumber"),
             "E.164",
         );
-        assert_err(
-            action("dialAction", json!({})),
-            &format!("{p}.dialAction.phoneNumber"),
-            "is required",
-        );
-        ok(action(
-            "openUrlAction",
-            json!({"url": "http://example.com"}),
-        ));
+        assert_err(action("dialAction", json!({})), &format!("{p}.dialAction.phoneNumber"), "is required");
+        ok(action("openUrlAction", json!({"url": "http://example.com"})));
         assert_err(
             action("openUrlAction", json!({"url": "javascript:alert(1)"})),
             &format!("{p}.openUrlAction.url"),
             "http(s) URL",
         );
-        assert_err(
-            action("openUrlAction", json!({})),
-            &format!("{p}.openUrlAction.url"),
-            "is required",
-        );
+        assert_err(action("openUrlAction", json!({})), &format!("{p}.openUrlAction.url"), "is required");
         let long = format!("https://example.com/{}", "a".repeat(2048 - 20));
         ok(action("openUrlAction", json!({ "url": long })));
         assert_err(
@@ -1397,10 +1217,7 @@ mod tests {
             "at most 2048",
         );
         assert_err(
-            action(
-                "composeAction",
-                json!({"composeTextMessage": {"phoneNumber": "12", "text": "x"}}),
-            ),
+            action("composeAction", json!({"composeTextMessage": {"phoneNumber": "12", "text": "x"}})),
             &format!("{p}.composeAction.composeTextMessage.phoneNumber"),
             "E.164",
         );
@@ -1423,11 +1240,7 @@ mod tests {
             )
         };
         ok(fallback("https://example.com/fallback"));
-        assert_err(
-            fallback("example.com"),
-            &format!("{p}.fallbackUrl"),
-            "http(s) URL",
-        );
+        assert_err(fallback("example.com"), &format!("{p}.fallbackUrl"), "http(s) URL");
     }
 
     // ---- rich cards ---------------------------------------------------------------------
@@ -1459,26 +1272,14 @@ mod tests {
 
     #[test]
     fn carousel_has_2_to_10_cards() {
-        let cards = |n: usize| {
-            (0..n)
-                .map(|i| card(&format!("Card {i}")))
-                .collect::<Vec<_>>()
-        };
+        let cards = |n: usize| (0..n).map(|i| card(&format!("Card {i}"))).collect::<Vec<_>>();
         ok(carousel(cards(2)));
         ok(carousel(cards(10)));
         let path = "contentMessage.richCard.carouselCard.cardContents";
         assert_err(carousel(cards(1)), path, "at least 2 cards (got 1)");
         assert_err(carousel(cards(11)), path, "at most 10 cards (got 11)");
-        assert_err(
-            json!({"contentMessage": {"richCard": {"carouselCard": {}}}}),
-            path,
-            "is required",
-        );
-        assert_err(
-            carousel(vec![card("a"), json!("b")]),
-            &format!("{path}[1]"),
-            "must be an object",
-        );
+        assert_err(json!({"contentMessage": {"richCard": {"carouselCard": {}}}}), path, "is required");
+        assert_err(carousel(vec![card("a"), json!("b")]), &format!("{path}[1]"), "must be an object");
     }
 
     #[test]
@@ -1486,21 +1287,14 @@ mod tests {
         let width = |w: &str| json!({"contentMessage": {"richCard": {"carouselCard": {"cardWidth": w, "cardContents": [card("a"), card("b")]}}}});
         ok(width("SMALL"));
         ok(width("MEDIUM"));
-        assert_err(
-            width("LARGE"),
-            "contentMessage.richCard.carouselCard.cardWidth",
-            "SMALL, MEDIUM",
-        );
+        assert_err(width("LARGE"), "contentMessage.richCard.carouselCard.cardWidth", "SMALL, MEDIUM");
     }
 
     #[test]
     fn card_title_at_most_200_and_description_at_most_2000() {
         ok(carousel(vec![card("a"), card(&"t".repeat(200))]));
         let e = err(carousel(vec![card("a"), card(&"t".repeat(201))]));
-        assert_eq!(
-            e.path,
-            "contentMessage.richCard.carouselCard.cardContents[1].title"
-        );
+        assert_eq!(e.path, "contentMessage.richCard.carouselCard.cardContents[1].title");
         assert_eq!(e.message, "must be at most 200 characters (got 201)");
         ok(standalone(json!({"description": "d".repeat(2000)})));
         assert_err(
@@ -1518,21 +1312,11 @@ mod tests {
     #[test]
     fn card_needs_title_description_or_media() {
         let path = "contentMessage.richCard.standaloneCard.cardContent";
-        assert_err(
-            standalone(json!({})),
-            path,
-            "at least one of title, description or media",
-        );
-        assert_err(
-            standalone(json!({"title": "", "suggestions": [reply("a")]})),
-            path,
-            "at least one of",
-        );
+        assert_err(standalone(json!({})), path, "at least one of title, description or media");
+        assert_err(standalone(json!({"title": "", "suggestions": [reply("a")]})), path, "at least one of");
         ok(standalone(json!({"title": "T"})));
         ok(standalone(json!({"description": "D"})));
-        ok(standalone(
-            json!({"media": {"uploadedRbmFile": {"fileName": "files/a"}}}),
-        ));
+        ok(standalone(json!({"media": {"uploadedRbmFile": {"fileName": "files/a"}}})));
     }
 
     #[test]
@@ -1558,20 +1342,14 @@ mod tests {
         let media = |m: Value| standalone(json!({ "media": m }));
         let path = "contentMessage.richCard.standaloneCard.cardContent.media";
         for h in ["SHORT", "MEDIUM", "TALL"] {
-            ok(media(
-                json!({"height": h, "contentInfo": {"fileUrl": "https://example.com/a.png"}}),
-            ));
+            ok(media(json!({"height": h, "contentInfo": {"fileUrl": "https://example.com/a.png"}})));
         }
         assert_err(
             media(json!({"height": "HUGE", "contentInfo": {"fileUrl": "https://e.com/a"}})),
             &format!("{path}.height"),
             "SHORT, MEDIUM, TALL",
         );
-        assert_err(
-            media(json!({"height": "TALL"})),
-            path,
-            "contentInfo, uploadedRbmFile (found none)",
-        );
+        assert_err(media(json!({"height": "TALL"})), path, "contentInfo, uploadedRbmFile (found none)");
         assert_err(
             media(
                 json!({"contentInfo": {"fileUrl": "https://e.com/a"}, "uploadedRbmFile": {"fileName": "files/a"}}),
@@ -1593,11 +1371,7 @@ mod tests {
     fn content_info_urls_and_force_refresh() {
         let p = "contentMessage.contentInfo";
         ok(content_info(json!({"fileUrl": "http://example.com/a.pdf"})));
-        assert_err(
-            content_info(json!({})),
-            &format!("{p}.fileUrl"),
-            "is required",
-        );
+        assert_err(content_info(json!({})), &format!("{p}.fileUrl"), "is required");
         assert_err(
             content_info(json!({"fileUrl": "example.com/a.png"})),
             &format!("{p}.fileUrl"),
@@ -1615,16 +1389,8 @@ mod tests {
             &format!("{p}.thumbnailUrl"),
             "http(s) URL",
         );
-        for good in [
-            json!(true),
-            json!(false),
-            json!("true"),
-            json!("false"),
-            json!(null),
-        ] {
-            ok(content_info(
-                json!({"fileUrl": "https://e.com/a", "forceRefresh": good}),
-            ));
+        for good in [json!(true), json!(false), json!("true"), json!("false"), json!(null)] {
+            ok(content_info(json!({"fileUrl": "https://e.com/a", "forceRefresh": good})));
         }
         for bad in [json!(1), json!("yes"), json!([])] {
             assert_err(
@@ -1633,11 +1399,7 @@ mod tests {
                 "must be a boolean",
             );
         }
-        assert_err(
-            content_info(json!("https://e.com/a")),
-            p,
-            "must be an object",
-        );
+        assert_err(content_info(json!("https://e.com/a")), p, "must be an object");
     }
 
     #[test]
@@ -1646,16 +1408,8 @@ mod tests {
         let file = |f: Value| json!({"contentMessage": {"uploadedRbmFile": f}});
         ok(file(json!({"fileName": "files/a"})));
         assert_err(file(json!({})), &format!("{p}.fileName"), "is required");
-        assert_err(
-            file(json!({"fileName": ""})),
-            &format!("{p}.fileName"),
-            "must not be empty",
-        );
-        assert_err(
-            file(json!({"fileName": 3})),
-            &format!("{p}.fileName"),
-            "must be a string",
-        );
+        assert_err(file(json!({"fileName": ""})), &format!("{p}.fileName"), "must not be empty");
+        assert_err(file(json!({"fileName": 3})), &format!("{p}.fileName"), "must be a string");
         assert_err(
             file(json!({"fileName": "files/a", "thumbnailName": {}})),
             &format!("{p}.thumbnailName"),
@@ -1685,30 +1439,16 @@ mod tests {
     #[test]
     fn ttl_is_positive_and_at_most_15_days() {
         let ttl = |t: Value| json!({"contentMessage": {"text": "Hi"}, "ttl": t});
-        for good in [
-            "1296000s",
-            "3600s",
-            "0.000000001s",
-            "1.5s",
-            "1295999.999999999s",
-        ] {
+        for good in ["1296000s", "3600s", "0.000000001s", "1.5s", "1295999.999999999s"] {
             ok(ttl(json!(good)));
         }
         assert_err(ttl(json!("1296001s")), "ttl", "at most 1296000s (15 days)");
         assert_err(ttl(json!("1296000.000000001s")), "ttl", "at most 1296000s");
         assert_err(ttl(json!("0s")), "ttl", "more than 0s");
         assert_err(ttl(json!("-5s")), "ttl", "more than 0s");
-        for bad in [
-            "3600",
-            "1h",
-            "s",
-            ".5s",
-            "1.s",
-            "1.0000000001s",
-            "+5s",
-            " 5s",
-            "99999999999999999999999s",
-        ] {
+        for bad in
+            ["3600", "1h", "s", ".5s", "1.s", "1.0000000001s", "+5s", " 5s", "99999999999999999999999s"]
+        {
             assert_err(ttl(json!(bad)), "ttl", "duration in seconds");
         }
         assert_err(ttl(json!(3600)), "ttl", "must be a string");
@@ -1717,9 +1457,7 @@ mod tests {
     #[test]
     fn ttl_and_expire_time_are_exclusive() {
         ok(json!({"contentMessage": {"text": "Hi"}, "expireTime": "2026-11-25T10:00:00.123Z"}));
-        ok(
-            json!({"contentMessage": {"text": "Hi"}, "expireTime": "2026-11-25T10:00:00+00:00", "ttl": null}),
-        );
+        ok(json!({"contentMessage": {"text": "Hi"}, "expireTime": "2026-11-25T10:00:00+00:00", "ttl": null}));
         assert_err(
             json!({"contentMessage": {"text": "Hi"}, "ttl": "60s", "expireTime": "2026-11-25T10:00:00Z"}),
             "ttl",
@@ -1744,32 +1482,14 @@ mod tests {
         assert_eq!(parse_duration_secs("0.000000001s"), Some(1e-9));
         assert_eq!(parse_duration_secs("-0.5s"), Some(-0.5));
         assert_eq!(parse_duration_secs("0s"), Some(0.0));
-        assert_eq!(
-            parse_duration_secs("315576000000s"),
-            Some(315_576_000_000.0)
-        );
+        assert_eq!(parse_duration_secs("315576000000s"), Some(315_576_000_000.0));
         assert_eq!(parse_duration_secs("315576000001s"), None);
         assert_eq!(parse_duration_secs("18446744073709551616s"), None); // u64 overflow
-        for bad in [
-            "",
-            "s",
-            "5",
-            "5m",
-            "1.0000000001s",
-            "1.s",
-            ".1s",
-            "--1s",
-            "1e3s",
-            "1,5s",
-            "٣s",
-            "1.5ss",
-        ] {
+        for bad in ["", "s", "5", "5m", "1.0000000001s", "1.s", ".1s", "--1s", "1e3s", "1,5s", "٣s", "1.5ss"]
+        {
             assert_eq!(parse_duration_secs(bad), None, "{bad}");
         }
-        assert_eq!(
-            duration_nanos("1296000.000000001s"),
-            Some(MAX_TTL_NANOS + 1)
-        );
+        assert_eq!(duration_nanos("1296000.000000001s"), Some(MAX_TTL_NANOS + 1));
     }
 
     #[test]
@@ -1823,11 +1543,7 @@ mod tests {
     #[test]
     fn wrong_json_types_are_named_at_each_field() {
         let cases = [
-            (
-                json!({"contentMessage": {"text": []}}),
-                "contentMessage.text",
-                "must be a string",
-            ),
+            (json!({"contentMessage": {"text": []}}), "contentMessage.text", "must be a string"),
             (
                 json!({"contentMessage": {"text": "Hi", "suggestions": "x"}}),
                 "contentMessage.suggestions",
@@ -1920,11 +1636,7 @@ mod tests {
                 "contentMessage.uploadedRbmFile",
                 "must be an object",
             ),
-            (
-                content_info(json!({"fileUrl": 1})),
-                "contentMessage.contentInfo.fileUrl",
-                "must be a string",
-            ),
+            (content_info(json!({"fileUrl": 1})), "contentMessage.contentInfo.fileUrl", "must be a string"),
             (
                 content_info(json!({"fileUrl": "https://e.com/a", "thumbnailUrl": 1})),
                 "contentMessage.contentInfo.thumbnailUrl",
@@ -1939,10 +1651,7 @@ mod tests {
     #[test]
     fn hostile_inputs_are_errors_not_panics() {
         let deep_arrays = "[".repeat(100_000);
-        let deep_objects = format!(
-            "{{\"phoneNumber\":\"{PHONE}\",\"x\":{}",
-            "{\"a\":".repeat(50_000)
-        );
+        let deep_objects = format!("{{\"phoneNumber\":\"{PHONE}\",\"x\":{}", "{\"a\":".repeat(50_000));
         let deep_in_valid_spot = format!(
             "{{\"phoneNumber\":\"{PHONE}\",\"contentMessage\":{{\"text\":\"Hi\"}},\"x\":{}{}}}",
             "[".repeat(200),
@@ -1950,8 +1659,7 @@ mod tests {
         );
         let inputs: Vec<Vec<u8>> = vec![
             vec![0xff, 0xfe, 0xfd],
-            b"{\"phoneNumber\":\"+12223334444\",\"contentMessage\":{\"text\":\"\xff\xfe\"}}"
-                .to_vec(),
+            b"{\"phoneNumber\":\"+12223334444\",\"contentMessage\":{\"text\":\"\xff\xfe\"}}".to_vec(),
             b"{\"phoneNumber\":\"\\ud800\"}".to_vec(),
             vec![0; 64],
             deep_arrays.into_bytes(),
@@ -2013,18 +1721,10 @@ mod tests {
     fn agent_events_read_and_is_typing() {
         assert_eq!(
             event(json!({"eventType": "READ", "messageId": "MxBZLCVr3ZRzGqkGiQUP1yHQ"})),
-            Ok(AgentEventRequest::Read {
-                message_id: "MxBZLCVr3ZRzGqkGiQUP1yHQ".into()
-            })
+            Ok(AgentEventRequest::Read { message_id: "MxBZLCVr3ZRzGqkGiQUP1yHQ".into() })
         );
-        assert_eq!(
-            event(json!({"eventType": "IS_TYPING"})),
-            Ok(AgentEventRequest::IsTyping)
-        );
-        assert_eq!(
-            event(json!({"eventType": "IS_TYPING", "other": 1})),
-            Ok(AgentEventRequest::IsTyping)
-        );
+        assert_eq!(event(json!({"eventType": "IS_TYPING"})), Ok(AgentEventRequest::IsTyping));
+        assert_eq!(event(json!({"eventType": "IS_TYPING", "other": 1})), Ok(AgentEventRequest::IsTyping));
         ok_id(&"a".repeat(256));
         ok_id("a.b_c~d=e+f-g");
         let e = event(json!({"eventType": "READ", "messageId": "a".repeat(257)})).unwrap_err();
@@ -2034,21 +1734,14 @@ mod tests {
         );
         for bad in ["", "a/b", "a b", "ä", "a\nb"] {
             assert_eq!(
-                event(json!({"eventType": "READ", "messageId": bad}))
-                    .unwrap_err()
-                    .path,
+                event(json!({"eventType": "READ", "messageId": bad})).unwrap_err().path,
                 "messageId",
                 "{bad:?}"
             );
         }
+        assert_eq!(event(json!({"eventType": "READ"})).unwrap_err().message, "is required");
         assert_eq!(
-            event(json!({"eventType": "READ"})).unwrap_err().message,
-            "is required"
-        );
-        assert_eq!(
-            event(json!({"eventType": "READ", "messageId": 5}))
-                .unwrap_err()
-                .message,
+            event(json!({"eventType": "READ", "messageId": 5})).unwrap_err().message,
             "must be a string"
         );
     }
@@ -2056,9 +1749,7 @@ mod tests {
     fn ok_id(id: &str) {
         assert_eq!(
             event(json!({"eventType": "READ", "messageId": id})),
-            Ok(AgentEventRequest::Read {
-                message_id: id.into()
-            })
+            Ok(AgentEventRequest::Read { message_id: id.into() })
         );
     }
 
@@ -2075,9 +1766,7 @@ mod tests {
             assert_eq!(e.path, "eventType", "{bad}");
         }
         assert_eq!(
-            event(json!({"eventType": "SUBSCRIBE"}))
-                .unwrap_err()
-                .message,
+            event(json!({"eventType": "SUBSCRIBE"})).unwrap_err().message,
             "must be READ or IS_TYPING"
         );
         assert_eq!(validate_agent_event(b"[]").unwrap_err().path, "");

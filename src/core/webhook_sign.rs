@@ -54,9 +54,7 @@ impl SecretError {
             SecretError::MissingPrefix => "the webhook secret must start with \"whsec_\"",
             SecretError::Empty => "the webhook secret is empty after \"whsec_\"",
             SecretError::NotBase64 => "the webhook secret is not base64 after \"whsec_\"",
-            SecretError::TooShort => {
-                "the webhook secret is too weak: it must decode to at least 16 bytes"
-            }
+            SecretError::TooShort => "the webhook secret is too weak: it must decode to at least 16 bytes",
         }
     }
 }
@@ -87,16 +85,11 @@ impl VerifyError {
 /// The key bytes of a `whsec_<base64>` secret (padding optional, surrounding whitespace such
 /// as a pasted newline ignored).
 pub fn parse_secret(secret: &str) -> Result<Vec<u8>, SecretError> {
-    let encoded = secret
-        .trim()
-        .strip_prefix(SECRET_PREFIX)
-        .ok_or(SecretError::MissingPrefix)?;
+    let encoded = secret.trim().strip_prefix(SECRET_PREFIX).ok_or(SecretError::MissingPrefix)?;
     if encoded.is_empty() {
         return Err(SecretError::Empty);
     }
-    let key = STANDARD_PAD_INDIFFERENT
-        .decode(encoded.as_bytes())
-        .map_err(|_| SecretError::NotBase64)?;
+    let key = STANDARD_PAD_INDIFFERENT.decode(encoded.as_bytes()).map_err(|_| SecretError::NotBase64)?;
     if key.len() < MIN_KEY_LEN {
         return Err(SecretError::TooShort);
     }
@@ -106,10 +99,7 @@ pub fn parse_secret(secret: &str) -> Result<Vec<u8>, SecretError> {
 /// The `webhook-signature` value for one delivery: `v1,<base64 HMAC-SHA256>` over
 /// `"{msg_id}.{timestamp_secs}.{body}"`.
 pub fn sign(key: &[u8], msg_id: &str, timestamp_secs: u64, body: &[u8]) -> String {
-    format!(
-        "v1,{}",
-        STANDARD.encode(tag(key, msg_id, timestamp_secs, body))
-    )
+    format!("v1,{}", STANDARD.encode(tag(key, msg_id, timestamp_secs, body)))
 }
 
 fn tag(key: &[u8], msg_id: &str, timestamp_secs: u64, body: &[u8]) -> [u8; TAG_LEN] {
@@ -215,12 +205,7 @@ mod tests {
     fn known_answers_from_openssl() {
         for v in &VECTORS {
             let key = parse_secret(v.secret).expect("vector secret");
-            assert_eq!(
-                sign(&key, v.id, v.ts, v.body.as_bytes()),
-                v.signature,
-                "{}",
-                v.id
-            );
+            assert_eq!(sign(&key, v.id, v.ts, v.body.as_bytes()), v.signature, "{}", v.id);
             assert_eq!(
                 verify(&key, v.id, v.ts, v.body.as_bytes(), v.signature, v.ts, 300),
                 Ok(()),
@@ -236,8 +221,8 @@ mod tests {
         assert_eq!(
             key,
             [
-                0x31, 0xf2, 0x90, 0xf6, 0xbf, 0x06, 0x29, 0x8a, 0xab, 0x4f, 0x08, 0xd4, 0x3c, 0x3f,
-                0x08, 0x2c, 0xf6, 0x48, 0xa3, 0x62, 0xda, 0x2d, 0xa4, 0xb0
+                0x31, 0xf2, 0x90, 0xf6, 0xbf, 0x06, 0x29, 0x8a, 0xab, 0x4f, 0x08, 0xd4, 0x3c, 0x3f, 0x08,
+                0x2c, 0xf6, 0x48, 0xa3, 0x62, 0xda, 0x2d, 0xa4, 0xb0
             ]
         );
     }
@@ -250,35 +235,20 @@ mod tests {
         assert_eq!(padded, unpadded);
         assert_eq!(padded.map(|k| k.len()), Ok(32));
         // exactly 16 bytes is enough, 15 is not
-        assert_eq!(
-            parse_secret(&format!("whsec_{}", STANDARD.encode([7u8; 16]))),
-            Ok(vec![7u8; 16])
-        );
+        assert_eq!(parse_secret(&format!("whsec_{}", STANDARD.encode([7u8; 16]))), Ok(vec![7u8; 16]));
         assert_eq!(
             parse_secret(&format!("whsec_{}", STANDARD.encode([7u8; 15]))),
             Err(SecretError::TooShort)
         );
         assert_eq!(parse_secret("whsec_"), Err(SecretError::Empty));
         assert_eq!(parse_secret(""), Err(SecretError::MissingPrefix));
-        assert_eq!(
-            parse_secret("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
-            Err(SecretError::MissingPrefix)
-        );
-        assert_eq!(
-            parse_secret("whsec_not base64 at all!!"),
-            Err(SecretError::NotBase64)
-        );
+        assert_eq!(parse_secret("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), Err(SecretError::MissingPrefix));
+        assert_eq!(parse_secret("whsec_not base64 at all!!"), Err(SecretError::NotBase64));
         // URL-safe alphabet is not the standard's
-        assert_eq!(
-            parse_secret("whsec_-_-_-_-_-_-_-_-_-_-_-_-_-_-_"),
-            Err(SecretError::NotBase64)
-        );
-        for e in [
-            SecretError::MissingPrefix,
-            SecretError::Empty,
-            SecretError::NotBase64,
-            SecretError::TooShort,
-        ] {
+        assert_eq!(parse_secret("whsec_-_-_-_-_-_-_-_-_-_-_-_-_-_-_"), Err(SecretError::NotBase64));
+        for e in
+            [SecretError::MissingPrefix, SecretError::Empty, SecretError::NotBase64, SecretError::TooShort]
+        {
             assert!(!e.describe().is_empty());
         }
     }
@@ -291,38 +261,18 @@ mod tests {
         let now = v.ts;
         // body, id, timestamp each changed
         assert_eq!(
-            verify(
-                &key,
-                v.id,
-                v.ts,
-                b"{\"test\": 2432232315}",
-                v.signature,
-                now,
-                300
-            ),
+            verify(&key, v.id, v.ts, b"{\"test\": 2432232315}", v.signature, now, 300),
             Err(VerifyError::Mismatch)
         );
-        assert_eq!(
-            verify(&key, "msg_other", v.ts, body, v.signature, now, 300),
-            Err(VerifyError::Mismatch)
-        );
-        assert_eq!(
-            verify(&key, v.id, v.ts + 1, body, v.signature, now, 300),
-            Err(VerifyError::Mismatch)
-        );
+        assert_eq!(verify(&key, "msg_other", v.ts, body, v.signature, now, 300), Err(VerifyError::Mismatch));
+        assert_eq!(verify(&key, v.id, v.ts + 1, body, v.signature, now, 300), Err(VerifyError::Mismatch));
         // another key
-        assert_eq!(
-            verify(&[0u8; 24], v.id, v.ts, body, v.signature, now, 300),
-            Err(VerifyError::Mismatch)
-        );
+        assert_eq!(verify(&[0u8; 24], v.id, v.ts, body, v.signature, now, 300), Err(VerifyError::Mismatch));
         // one bit of the signature flipped
         let mut raw = STANDARD.decode(&v.signature[3..]).expect("vector");
         raw[31] ^= 1;
         let bad = format!("v1,{}", STANDARD.encode(&raw));
-        assert_eq!(
-            verify(&key, v.id, v.ts, body, &bad, now, 300),
-            Err(VerifyError::Mismatch)
-        );
+        assert_eq!(verify(&key, v.id, v.ts, body, &bad, now, 300), Err(VerifyError::Mismatch));
         // a truncated signature
         assert_eq!(
             verify(&key, v.id, v.ts, body, "v1,g0hM9SsE+OTPJTGt", now, 300),
@@ -340,10 +290,7 @@ mod tests {
         assert_eq!(check(&format!("v1,bm9wZQ== {}", v.signature)), Ok(()));
         assert_eq!(check(&format!("  {}   v1,bm9wZQ==", v.signature)), Ok(()));
         // other versions and junk entries are skipped, not errors
-        assert_eq!(
-            check(&format!("v1a,abc junk {} v2,xyz", v.signature)),
-            Ok(())
-        );
+        assert_eq!(check(&format!("v1a,abc junk {} v2,xyz", v.signature)), Ok(()));
         // the right MAC labelled with another version does not count
         let relabelled = v.signature.replacen("v1,", "v2,", 1);
         assert_eq!(check(&relabelled), Err(VerifyError::NoSignature));
@@ -371,15 +318,7 @@ mod tests {
         );
         // extremes do not overflow
         assert_eq!(
-            verify(
-                &key,
-                "m",
-                u64::MAX,
-                b"",
-                &sign(&key, "m", u64::MAX, b""),
-                0,
-                300
-            ),
+            verify(&key, "m", u64::MAX, b"", &sign(&key, "m", u64::MAX, b""), 0, 300),
             Err(VerifyError::TimestampTooNew)
         );
         assert_eq!(

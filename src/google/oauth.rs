@@ -14,9 +14,7 @@ use wasm_bindgen_futures::JsFuture;
 use worker::{Headers, Method, Request, RequestInit};
 
 use crate::config::Config;
-use crate::core::jwt::{
-    assemble, token_request_body, usable_until_ms, ServiceAccountKey, TokenResponse,
-};
+use crate::core::jwt::{assemble, token_request_body, usable_until_ms, ServiceAccountKey, TokenResponse};
 use crate::error::ApiError;
 use crate::runtime::{fetch_with_timeout, subtle, FetchError};
 
@@ -66,13 +64,8 @@ fn cached_or_pending(s: &mut State, cfg: &Config, now_ms: u64) -> Result<Lookup,
     if let Some(f) = &s.inflight {
         return Ok(Lookup::Pending(f.clone()));
     }
-    let key_json = cfg
-        .service_account_key
-        .clone()
-        .ok_or(ApiError::ConfigMissing(SETTING))?;
-    let fut = fetch_token(key_json, cfg.timeout_ms, now_ms)
-        .boxed_local()
-        .shared();
+    let key_json = cfg.service_account_key.clone().ok_or(ApiError::ConfigMissing(SETTING))?;
+    let fut = fetch_token(key_json, cfg.timeout_ms, now_ms).boxed_local().shared();
     s.inflight = Some(fut.clone());
     Ok(Lookup::Pending(fut))
 }
@@ -130,9 +123,7 @@ async fn fetch_token(key_json: String, timeout_ms: u64, now_ms: u64) -> Result<S
         )));
     }
     let token: TokenResponse = serde_json::from_str(&text).map_err(|_| {
-        ApiError::Upstream(format!(
-            "The OAuth token endpoint {token_uri} answered without an access_token."
-        ))
+        ApiError::Upstream(format!("The OAuth token endpoint {token_uri} answered without an access_token."))
     })?;
     let until = usable_until_ms(now_ms, token.expires_in);
     STATE.with(|s| s.borrow_mut().token = Some((token.access_token.clone(), until)));
@@ -146,9 +137,7 @@ async fn sign_rs256(key: &ServiceAccountKey, data: &[u8]) -> Result<Vec<u8>, Api
     let crypto_key = match cached {
         Some(k) => k,
         None => {
-            let der = key
-                .pkcs8_der()
-                .map_err(|e| ApiError::ConfigInvalid(SETTING, e.describe().into()))?;
+            let der = key.pkcs8_der().map_err(|e| ApiError::ConfigInvalid(SETTING, e.describe().into()))?;
             let bad_key = |_| {
                 ApiError::ConfigInvalid(
                     SETTING,
@@ -164,10 +153,7 @@ async fn sign_rs256(key: &ServiceAccountKey, data: &[u8]) -> Result<Vec<u8>, Api
                     &js_sys::Array::of1(&"sign".into()),
                 )
                 .map_err(bad_key)?;
-            let k: web_sys::CryptoKey = JsFuture::from(promise)
-                .await
-                .map_err(bad_key)?
-                .unchecked_into();
+            let k: web_sys::CryptoKey = JsFuture::from(promise).await.map_err(bad_key)?.unchecked_into();
             STATE.with(|s| s.borrow_mut().signing_key = Some(k.clone()));
             k
         }

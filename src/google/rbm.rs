@@ -59,13 +59,10 @@ async fn send(
         let _ = headers.set("content-type", "application/json; charset=utf-8");
     }
     let mut init = RequestInit::new();
-    init.with_method(method)
-        .with_headers(headers)
-        .with_body(body.map(Into::into));
+    init.with_method(method).with_headers(headers).with_body(body.map(Into::into));
     let url = format!("{}{}", cfg.api_base, path_and_query);
-    let req = Request::new_with_init(&url, &init).map_err(|_| {
-        ApiError::ConfigInvalid("RBM_API_BASE", "it does not make a valid URL".into())
-    })?;
+    let req = Request::new_with_init(&url, &init)
+        .map_err(|_| ApiError::ConfigInvalid("RBM_API_BASE", "it does not make a valid URL".into()))?;
     let mut resp = match fetch_with_timeout(req, cfg.timeout_ms).await {
         Ok(r) => r,
         Err(FetchError::Timeout) => {
@@ -75,9 +72,7 @@ async fn send(
             )))
         }
         Err(FetchError::Network(why)) => {
-            return Err(ApiError::Upstream(format!(
-                "RBM could not be reached: {why}."
-            )))
+            return Err(ApiError::Upstream(format!("RBM could not be reached: {why}.")))
         }
     };
     let status = resp.status_code();

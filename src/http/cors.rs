@@ -30,10 +30,7 @@ pub fn preflight(origin: Option<&str>, cfg: &Config) -> Response {
         let _ = headers.set("access-control-max-age", "600");
     }
     let _ = headers.set("vary", "Origin");
-    Response::builder()
-        .with_status(204)
-        .with_headers(headers)
-        .fixed(Vec::new())
+    Response::builder().with_status(204).with_headers(headers).fixed(Vec::new())
 }
 
 /// Adds the CORS headers of an actual request's response.

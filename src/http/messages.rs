@@ -7,32 +7,42 @@
 use serde_json::{json, Map, Value};
 use worker::{Method, Request, Response};
 
+use super::auth::Caller;
 use super::{agent_id, query_param, read_body, Cx};
 use crate::core::ids::is_valid_message_id;
 use crate::core::status::{RecordMeta, RecordType, Source};
 use crate::core::time::format_rfc3339_millis;
+use crate::core::token::Scope;
 use crate::core::validate::{is_e164, validate_send, MAX_BODY_BYTES};
 use crate::error::{json_response, ApiError};
 use crate::google::rbm::{self, phone_path};
 use crate::log;
 use crate::runtime::random_uuid;
+use crate::store::limits;
 use crate::store::status::StatusStore;
 
 /// `POST /v1/messages`
-pub async fn send(mut req: Request, cx: &Cx) -> Result<Response, ApiError> {
+pub async fn send(mut req: Request, caller: &Caller, cx: &Cx) -> Result<Response, ApiError> {
+    caller.require(Scope::MessagesSend, None)?;
     let body = read_body(&mut req, MAX_BODY_BYTES + 1).await?;
     let send = validate_send(&body)?;
     drop(body);
+    caller.require(Scope::MessagesSend, Some(&send.phone_number))?;
+    if let Caller::Token(claims) = caller {
+        let ip = req.headers().get("cf-connecting-ip").ok().flatten();
+        limits::take_send(&cx.env, claims, ip.as_deref(), cx.now_ms / 1000).await?;
+    }
+    if send.status_callback.is_some() && cx.cfg.forward_secret.is_none() {
+        // Callbacks are signed with FORWARD_SECRET; refuse one we could never sign.
+        return Err(ApiError::ConfigMissing("FORWARD_SECRET"));
+    }
     let agent = agent_id(send.agent_id, cx)?;
     let message_id = match send.message_id {
         Some(id) => id,
         None => random_uuid().map_err(ApiError::Internal)?,
     };
     let phone = send.phone_number;
-    let path = format!(
-        "{}/agentMessages?messageId={message_id}&agentId={agent}",
-        phone_path(&phone)
-    );
+    let path = format!("{}/agentMessages?messageId={message_id}&agentId={agent}", phone_path(&phone));
     let relayed = Value::Object(send.agent_message).to_string();
     let answer = rbm::call(&cx.cfg, cx.now_ms, Method::Post, &path, Some(&relayed)).await?;
 
@@ -47,12 +57,7 @@ pub async fn send(mut req: Request, cx: &Cx) -> Result<Response, ApiError> {
         if let Some(cb) = &send.status_callback {
             value.insert("statusCallback".into(), cb.clone().into());
         }
-        let meta = api_meta(
-            cx,
-            &phone,
-            &agent,
-            (t == RecordType::SendFailed).then_some(answer.status),
-        );
+        let meta = api_meta(cx, &phone, &agent, (t == RecordType::SendFailed).then_some(answer.status));
         record_or_log(cx, &message_id, t, meta, &Value::Object(value).to_string()).await;
     }
     let mut out = json!({
@@ -70,7 +75,8 @@ pub async fn send(mut req: Request, cx: &Cx) -> Result<Response, ApiError> {
 }
 
 /// `DELETE /v1/messages/{messageId}`: revoke an undelivered message.
-pub async fn revoke(req: &Request, message_id: &str, cx: &Cx) -> Result<Response, ApiError> {
+pub async fn revoke(req: &Request, message_id: &str, caller: &Caller, cx: &Cx) -> Result<Response, ApiError> {
+    caller.require(Scope::MessagesSend, None)?;
     if !is_valid_message_id(message_id) {
         return Err(ApiError::InvalidMessageId);
     }
@@ -78,39 +84,23 @@ pub async fn revoke(req: &Request, message_id: &str, cx: &Cx) -> Result<Response
     let stored = store.view(message_id).await?;
     let phone = match query_param(req, "phoneNumber") {
         Some(p) => p,
-        None => stored
-            .as_ref()
-            .and_then(|v| v.phone_number.clone())
-            .ok_or_else(|| {
-                ApiError::InvalidRequest(format!(
+        None => stored.as_ref().and_then(|v| v.phone_number.clone()).ok_or_else(|| {
+            ApiError::InvalidRequest(format!(
                 "No phone number is recorded for message {message_id}; pass ?phoneNumber=+E164."
             ))
-            })?,
+        })?,
     };
     if !is_e164(&phone) {
-        return Err(ApiError::InvalidRequest(
-            "phoneNumber must be E.164, like +12223334444.".into(),
-        ));
+        return Err(ApiError::InvalidRequest("phoneNumber must be E.164, like +12223334444.".into()));
     }
-    let agent = agent_id(
-        query_param(req, "agentId").or_else(|| stored.and_then(|v| v.agent_id)),
-        cx,
-    )?;
-    let path = format!(
-        "{}/agentMessages/{message_id}?agentId={agent}",
-        phone_path(&phone)
-    );
+    caller.require(Scope::MessagesSend, Some(&phone))?;
+    let agent = agent_id(query_param(req, "agentId").or_else(|| stored.and_then(|v| v.agent_id)), cx)?;
+    let path = format!("{}/agentMessages/{message_id}?agentId={agent}", phone_path(&phone));
     let answer = rbm::call(&cx.cfg, cx.now_ms, Method::Delete, &path, None).await?;
     if answer.is_success() {
         // A late DELIVERED still wins over this (precedence), as Google warns it can.
-        record_or_log(
-            cx,
-            message_id,
-            RecordType::RevokeRequested,
-            api_meta(cx, &phone, &agent, None),
-            "{}",
-        )
-        .await;
+        record_or_log(cx, message_id, RecordType::RevokeRequested, api_meta(cx, &phone, &agent, None), "{}")
+            .await;
     }
     let out = json!({
         "messageId": message_id,
@@ -123,16 +113,18 @@ pub async fn revoke(req: &Request, message_id: &str, cx: &Cx) -> Result<Response
 }
 
 /// `GET /v1/messages/{messageId}`: the folded status record.
-pub async fn status(message_id: &str, cx: &Cx) -> Result<Response, ApiError> {
+pub async fn status(message_id: &str, caller: &Caller, cx: &Cx) -> Result<Response, ApiError> {
+    caller.require(Scope::MessagesRead, None)?;
     if !is_valid_message_id(message_id) {
         return Err(ApiError::InvalidMessageId);
     }
     let store = StatusStore::open(&cx.env, cx.cfg.status_ttl_secs)?;
     match store.view(message_id).await? {
-        Some(view) => Ok(json_response(200, &view)),
-        None => Err(ApiError::NotFound(format!(
-            "No status is recorded for message {message_id}."
-        ))),
+        Some(view) => {
+            caller.require_for(Scope::MessagesRead, view.phone_number.as_deref())?;
+            Ok(json_response(200, &view))
+        }
+        None => Err(ApiError::NotFound(format!("No status is recorded for message {message_id}."))),
     }
 }
 

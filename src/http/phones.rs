@@ -18,9 +18,7 @@ pub fn phone_from_segment(segment: &str) -> Result<String, ApiError> {
     if is_e164(&phone) {
         Ok(phone)
     } else {
-        Err(ApiError::InvalidRequest(
-            "The phone number in the path must be E.164, like +12223334444.".into(),
-        ))
+        Err(ApiError::InvalidRequest("The phone number in the path must be E.164, like +12223334444.".into()))
     }
 }
 
@@ -35,20 +33,9 @@ pub async fn event(mut req: Request, phone: &str, cx: &Cx) -> Result<Response, A
     };
     let agent = agent_id(query_param(&req, "agentId"), cx)?;
     let event_id = random_uuid().map_err(ApiError::Internal)?;
-    let path = format!(
-        "{}/agentEvents?eventId={event_id}&agentId={agent}",
-        phone_path(phone)
-    );
-    let answer = rbm::call(
-        &cx.cfg,
-        cx.now_ms,
-        Method::Post,
-        &path,
-        Some(&relayed.to_string()),
-    )
-    .await?;
-    let out =
-        json!({"eventId": event_id, "phoneNumber": phone, "agentId": agent, "rbm": answer.body});
+    let path = format!("{}/agentEvents?eventId={event_id}&agentId={agent}", phone_path(phone));
+    let answer = rbm::call(&cx.cfg, cx.now_ms, Method::Post, &path, Some(&relayed.to_string())).await?;
+    let out = json!({"eventId": event_id, "phoneNumber": phone, "agentId": agent, "rbm": answer.body});
     Ok(json_response(answer.status, &out))
 }
 
@@ -56,19 +43,12 @@ pub async fn event(mut req: Request, phone: &str, cx: &Cx) -> Result<Response, A
 pub async fn capabilities(req: &Request, phone: &str, cx: &Cx) -> Result<Response, ApiError> {
     let agent = agent_id(query_param(req, "agentId"), cx)?;
     let request_id = random_uuid().map_err(ApiError::Internal)?;
-    let path = format!(
-        "{}/capabilities?requestId={request_id}&agentId={agent}",
-        phone_path(phone)
-    );
+    let path = format!("{}/capabilities?requestId={request_id}&agentId={agent}", phone_path(phone));
     let answer = rbm::call(&cx.cfg, cx.now_ms, Method::Get, &path, None).await?;
     let mut out = json!({"phoneNumber": phone, "agentId": agent, "rbm": answer.body});
     if answer.is_success() {
         out["rcsReachable"] = true.into();
-        out["features"] = answer
-            .body
-            .get("features")
-            .cloned()
-            .unwrap_or_else(|| json!([]));
+        out["features"] = answer.body.get("features").cloned().unwrap_or_else(|| json!([]));
     } else if answer.status == 404 {
         out["rcsReachable"] = false.into();
     }

@@ -26,10 +26,7 @@ pub async fn handle(mut req: Request, cx: &Cx) -> Result<Response, ApiError> {
     drop(body);
     let tokens = cx.cfg.client_tokens()?;
     let envelope = match parsed {
-        WebhookBody::Handshake {
-            client_token,
-            secret,
-        } => {
+        WebhookBody::Handshake { client_token, secret } => {
             return if ct_eq_any(client_token.as_bytes(), tokens.iter().map(String::as_str)) {
                 log::info("webhook handshake accepted", json!({}));
                 // The docs: answer the secret as the whole plain-text body (the Node sample's
@@ -43,12 +40,7 @@ pub async fn handle(mut req: Request, cx: &Cx) -> Result<Response, ApiError> {
         WebhookBody::Event(envelope) => envelope,
     };
     let signature = req.headers().get("x-goog-signature").ok().flatten();
-    verify(
-        tokens.iter().map(String::as_str),
-        &envelope.data,
-        signature.as_deref(),
-    )
-    .map_err(|e| match e {
+    verify(tokens.iter().map(String::as_str), &envelope.data, signature.as_deref()).map_err(|e| match e {
         SignatureError::Missing => ApiError::MissingSignature,
         other => ApiError::BadSignature(other.describe()),
     })?;
@@ -78,11 +70,11 @@ pub async fn handle(mut req: Request, cx: &Cx) -> Result<Response, ApiError> {
         }),
     );
     let job = EventJob {
-        event: String::new(),
+        event: decoded.raw.clone(),
         received_at: cx.now_ms,
         pubsub_message_id: envelope.pubsub_message_id,
         publish_time: envelope.publish_time,
     };
-    pipeline::apply(&cx.env, &cx.cfg, &decoded, &job).await?;
+    pipeline::accept(&cx.env, &cx.cfg, &decoded, job).await?;
     Ok(json_response(200, &json!({"ok": true, "kind": kind})))
 }

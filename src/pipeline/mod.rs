@@ -1,23 +1,42 @@
-//! What happens to a verified event: `accept` (in the webhook request) and `apply` (inline, or
-//! in the queue consumer). Targets are decided by `core::route::targets`; each target kind is
-//! one match arm in `apply`.
+//! What happens to a verified event.
+//!
+//! ```text
+//! webhook ──accept──► PROCESSING=queue:  EVENTS queue ──► queue::consume ──► apply_event
+//!                     PROCESSING=inline: apply_event in the request
+//! ```
+//! `apply_event` runs the event's targets (`core::route::targets`), one match arm per target
+//! kind. Every step is idempotent (status records are blind puts of one key per event type;
+//! forwards carry a stable `webhook-id`), so a retried job may safely redo steps that had
+//! already succeeded.
+
+pub mod forward;
+pub mod queue;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use worker::Env;
 
-use crate::config::Config;
+use crate::config::{Config, Processing};
 use crate::core::event::Decoded;
 use crate::core::ids::is_valid_message_id;
+use crate::core::outbound::{forward_document, stable_event_id};
 use crate::core::route::{targets, Target};
-use crate::core::status::{RecordMeta, RecordType, Source};
+use crate::core::status::{fold, project, RecordMeta, RecordType, Source};
 use crate::core::time::{format_rfc3339_millis, parse_rfc3339_nanos};
 use crate::error::ApiError;
 use crate::log;
 use crate::store::status::StatusStore;
 
-/// One verified event with what the envelope told us: the unit of work, and the body of a
-/// queue message.
+/// A unit of asynchronous work: the body of an `EVENTS` queue message (as JSON text).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum Job {
+    /// A verified RBM event to apply.
+    Event(EventJob),
+    /// A status change to POST to a message's `statusCallback`.
+    Callback(CallbackJob),
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EventJob {
@@ -31,32 +50,74 @@ pub struct EventJob {
     pub publish_time: Option<String>,
 }
 
-/// Runs every target of one event. Returns an error only for failures worth retrying (the
-/// event was not recorded); events that can never be applied are logged and skipped.
-pub async fn apply(
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallbackJob {
+    pub url: String,
+    /// `webhook-id`: `{messageId}.{STATUS}`, the same for every retry of this change.
+    pub id: String,
+    pub message_id: String,
+    /// The status view after the change, as JSON.
+    pub body: String,
+}
+
+impl Job {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Job::Event(_) => "event",
+            Job::Callback(_) => "callback",
+        }
+    }
+}
+
+/// In the webhook request: hand a verified event to processing. Errors mean "not safe yet"
+/// and become a non-200, so RBM retries.
+pub async fn accept(env: &Env, cfg: &Config, decoded: &Decoded, job: EventJob) -> Result<(), ApiError> {
+    match cfg.processing {
+        Processing::Queue => queue::enqueue(env, &Job::Event(job)).await,
+        Processing::Inline => apply_event(env, cfg, decoded, &job, Processing::Inline).await,
+    }
+}
+
+/// Runs every target of one event. An error means "retry me" (nothing is lost by redoing the
+/// steps that succeeded); events that can never be applied are logged and skipped.
+pub async fn apply_event(
     env: &Env,
     cfg: &Config,
     decoded: &Decoded,
     job: &EventJob,
+    mode: Processing,
 ) -> Result<(), ApiError> {
-    let event = &decoded.event;
-    for target in targets(event, cfg.forward_url.as_ref().map(|_| &cfg.forward_kinds)) {
+    let forward_kinds = cfg.forward_url.as_ref().map(|_| &cfg.forward_kinds);
+    for target in targets(&decoded.event, forward_kinds) {
         match target {
-            Target::RecordStatus(t) => record_status(env, cfg, decoded, job, t).await?,
-            Target::Forward => {
-                // Forwarding is done by the queue pipeline; nothing to do inline yet.
-            }
+            Target::RecordStatus(t) => record_status(env, cfg, decoded, job, t, mode).await?,
+            Target::Forward => forward_event(cfg, decoded, job).await?,
         }
     }
     Ok(())
 }
 
+async fn forward_event(cfg: &Config, decoded: &Decoded, job: &EventJob) -> Result<(), ApiError> {
+    let (Some(url), Some(secret)) = (&cfg.forward_url, &cfg.forward_secret) else {
+        return Err(ApiError::ConfigMissing("FORWARD_SECRET"));
+    };
+    let id = stable_event_id(decoded, job.pubsub_message_id.as_deref());
+    let body = forward_document(decoded, &id, job.received_at);
+    forward::deliver(cfg, url, secret, &id, &body).await
+}
+
+/// Records a receipt or TTL notice; when it changes the message's status and the message has
+/// a `statusCallback`, the callback is dispatched **before** the write, so a failure to
+/// dispatch leaves the change un-recorded and the retry dispatches it again (at-least-once,
+/// with a stable `webhook-id` for the receiver to deduplicate).
 async fn record_status(
     env: &Env,
     cfg: &Config,
     decoded: &Decoded,
     job: &EventJob,
     t: RecordType,
+    mode: Processing,
 ) -> Result<(), ApiError> {
     let event = &decoded.event;
     let Some(message_id) = event.message_id().filter(|id| is_valid_message_id(id)) else {
@@ -81,8 +142,64 @@ async fn record_status(
         phone_number: event.phone_number().map(String::from),
         agent_id: event.agent_id().map(String::from),
         http_status: None,
+    }
+    .bounded();
+    let store = StatusStore::open(env, cfg.status_ttl_secs)?;
+    // Callbacks are signed with FORWARD_SECRET; without it none can exist (the send relay
+    // refuses a statusCallback), so the extra read is skipped.
+    if cfg.forward_secret.is_some() {
+        if let Some(cb) = status_change_callback(&store, message_id, t, &meta).await? {
+            match mode {
+                Processing::Queue => queue::enqueue(env, &Job::Callback(cb)).await?,
+                Processing::Inline => deliver_callback(cfg, &cb).await?,
+            }
+        }
+    }
+    store.record(message_id, t, meta, &decoded.raw).await
+}
+
+/// The callback to send if recording `t` changes the message's status, else `None`.
+async fn status_change_callback(
+    store: &StatusStore,
+    message_id: &str,
+    t: RecordType,
+    meta: &RecordMeta,
+) -> Result<Option<CallbackJob>, ApiError> {
+    let mut records = store.records(message_id).await?;
+    if !records.iter().any(|(r, _)| *r == RecordType::Sent) {
+        return Ok(None); // not sent through us (or not yet recorded): no callback is known
+    }
+    let before = project(records.iter().map(|(r, _)| *r));
+    if records.iter().any(|(r, _)| *r == t) || project(records.iter().map(|(r, _)| *r).chain([t])) == before {
+        return Ok(None); // a duplicate, or an event that does not change the status
+    }
+    let Some(url) = sent_callback_url(store, message_id).await? else {
+        return Ok(None);
     };
-    StatusStore::open(env, cfg.status_ttl_secs)?
-        .record(message_id, t, meta, &decoded.raw)
-        .await
+    records.push((t, meta.clone()));
+    let Some(view) = fold(message_id, records) else {
+        return Ok(None);
+    };
+    let status = serde_json::to_value(view.status).unwrap_or_default();
+    Ok(Some(CallbackJob {
+        url,
+        id: format!("{message_id}.{}", status.as_str().unwrap_or("UNKNOWN")),
+        message_id: message_id.to_string(),
+        body: serde_json::to_string(&view).unwrap_or_default(),
+    }))
+}
+
+async fn sent_callback_url(store: &StatusStore, message_id: &str) -> Result<Option<String>, ApiError> {
+    let Some(value) = store.value(message_id, RecordType::Sent).await? else {
+        return Ok(None);
+    };
+    Ok(serde_json::from_str::<serde_json::Value>(&value)
+        .ok()
+        .and_then(|v| v.get("statusCallback").and_then(|u| u.as_str()).map(String::from)))
+}
+
+/// POSTs a status change to its callback URL, signed like forwards.
+pub async fn deliver_callback(cfg: &Config, cb: &CallbackJob) -> Result<(), ApiError> {
+    let secret = cfg.forward_secret.as_deref().ok_or(ApiError::ConfigMissing("FORWARD_SECRET"))?;
+    forward::deliver(cfg, &cb.url, secret, &cb.id, &cb.body).await
 }

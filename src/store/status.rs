@@ -26,9 +26,7 @@ pub struct StatusStore {
 
 impl StatusStore {
     pub fn open(env: &Env, ttl_secs: u64) -> Result<StatusStore, ApiError> {
-        let kv = env
-            .kv(BINDING)
-            .map_err(|_| ApiError::ConfigMissing(BINDING))?;
+        let kv = env.kv(BINDING).map_err(|_| ApiError::ConfigMissing(BINDING))?;
         Ok(StatusStore { kv, ttl_secs })
     }
 
@@ -64,21 +62,13 @@ impl StatusStore {
     }
 
     /// Every record of `message_id` (one list call: at most seven keys, one page).
-    pub async fn records(
-        &self,
-        message_id: &str,
-    ) -> Result<Vec<(RecordType, RecordMeta)>, ApiError> {
+    pub async fn records(&self, message_id: &str) -> Result<Vec<(RecordType, RecordMeta)>, ApiError> {
         if !is_valid_message_id(message_id) {
             return Err(ApiError::InvalidMessageId);
         }
         let prefix = key_prefix(message_id);
-        let page = self
-            .kv
-            .list()
-            .prefix(prefix.clone())
-            .execute()
-            .await
-            .map_err(|e| {
+        let page =
+            self.kv.list().prefix(prefix.clone()).execute().await.map_err(|e| {
                 ApiError::StorageUnavailable(format!("The status store could not be read: {e}."))
             })?;
         Ok(page
@@ -94,8 +84,10 @@ impl StatusStore {
 
     /// The stored value of one record (e.g. the SENT record's status callback).
     pub async fn value(&self, message_id: &str, t: RecordType) -> Result<Option<String>, ApiError> {
-        self.kv.get(&key(message_id, t)).text().await.map_err(|e| {
-            ApiError::StorageUnavailable(format!("The status store could not be read: {e}."))
-        })
+        self.kv
+            .get(&key(message_id, t))
+            .text()
+            .await
+            .map_err(|e| ApiError::StorageUnavailable(format!("The status store could not be read: {e}.")))
     }
 }

@@ -1,0 +1,54 @@
+//! Signed delivery to the business backend (forwards and status callbacks), the
+//! [Standard Webhooks](https://www.standardwebhooks.com) way: `webhook-id` (stable per event,
+//! so the backend deduplicates redeliveries), `webhook-timestamp`, `webhook-signature`.
+//!
+//! Answers: any 2xx = done; 410 Gone = the backend asks us to stop: logged loudly, dropped;
+//! anything else, or no answer = an error, so the job is retried.
+
+use serde_json::json;
+use worker::{Headers, Method, Request, RequestInit};
+
+use crate::config::Config;
+use crate::core::webhook_sign::{parse_secret, sign, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
+use crate::error::ApiError;
+use crate::log;
+use crate::runtime::{fetch_with_timeout, FetchError};
+
+pub async fn deliver(cfg: &Config, url: &str, secret: &str, id: &str, body: &str) -> Result<(), ApiError> {
+    let key =
+        parse_secret(secret).map_err(|e| ApiError::ConfigInvalid("FORWARD_SECRET", e.describe().into()))?;
+    let timestamp = worker::Date::now().as_millis() / 1000;
+    let headers = Headers::new();
+    let _ = headers.set("content-type", "application/json");
+    let _ = headers.set("user-agent", concat!("rbm-edge/", env!("CARGO_PKG_VERSION")));
+    let _ = headers.set(HEADER_ID, id);
+    let _ = headers.set(HEADER_TIMESTAMP, &timestamp.to_string());
+    let _ = headers.set(HEADER_SIGNATURE, &sign(&key, id, timestamp, body.as_bytes()));
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_headers(headers).with_body(Some(body.into()));
+    let req = Request::new_with_init(url, &init)
+        .map_err(|_| ApiError::ConfigInvalid("FORWARD_URL", format!("{url} is not a valid URL")))?;
+    let status = match fetch_with_timeout(req, cfg.timeout_ms).await {
+        Ok(resp) => resp.status_code(),
+        Err(FetchError::Timeout) => {
+            return Err(ApiError::UpstreamTimeout(format!(
+                "{url} did not answer within {} ms.",
+                cfg.timeout_ms
+            )))
+        }
+        Err(FetchError::Network(why)) => {
+            return Err(ApiError::Upstream(format!("{url} could not be reached: {why}.")))
+        }
+    };
+    match status {
+        200..=299 => Ok(()),
+        410 => {
+            log::error(
+                "delivery dropped: the receiver answered 410 Gone",
+                json!({"url": url, "webhookId": id}),
+            );
+            Ok(())
+        }
+        other => Err(ApiError::Upstream(format!("{url} answered HTTP {other}."))),
+    }
+}

@@ -1,0 +1,125 @@
+//! Dead letters in the `STATUS` KV namespace, under `dlq:`.
+//!
+//! ```text
+//! key       dlq:{queue message id}
+//! value     the job JSON (replayable as is)
+//! metadata  {"deadAt","job","messageId"?,"kind"?}
+//! expiry    STATUS_TTL_DAYS
+//! ```
+
+use serde::{Deserialize, Serialize};
+use worker::kv::KvStore;
+use worker::Env;
+
+use crate::core::event::Decoded;
+use crate::core::ids::is_valid_message_id;
+use crate::core::time::format_rfc3339_millis;
+use crate::error::ApiError;
+use crate::pipeline::Job;
+use crate::store::status::BINDING;
+
+const PREFIX: &str = "dlq:";
+/// Entries per page of `GET /v1/dead-letters`.
+pub const PAGE: u64 = 100;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetterMeta {
+    pub dead_at: String,
+    /// `event` or `callback`.
+    pub job: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// The RBM event kind, for event jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetter {
+    pub id: String,
+    #[serde(flatten)]
+    pub meta: Option<DeadLetterMeta>,
+}
+
+pub struct DeadLetters {
+    kv: KvStore,
+    ttl_secs: u64,
+}
+
+fn storage(e: worker::kv::KvError) -> ApiError {
+    ApiError::StorageUnavailable(format!("The dead-letter store failed: {e}."))
+}
+
+impl DeadLetters {
+    pub fn open(env: &Env, ttl_secs: u64) -> Result<DeadLetters, ApiError> {
+        let kv = env.kv(BINDING).map_err(|_| ApiError::ConfigMissing(BINDING))?;
+        Ok(DeadLetters { kv, ttl_secs })
+    }
+
+    pub async fn put(&self, id: &str, job: &Job, now_ms: u64) -> Result<(), ApiError> {
+        let (message_id, kind) = match job {
+            Job::Event(ev) => match Decoded::from_bytes(ev.event.clone().into_bytes()) {
+                Ok(d) => (d.event.message_id().map(String::from), Some(d.event.kind().to_string())),
+                Err(_) => (None, None),
+            },
+            Job::Callback(cb) => (Some(cb.message_id.clone()), None),
+        };
+        let meta = DeadLetterMeta {
+            dead_at: format_rfc3339_millis(now_ms),
+            job: job.kind().into(),
+            message_id: message_id.filter(|m| m.len() <= 200),
+            kind: kind.filter(|k| k.len() <= 100),
+        };
+        let value = serde_json::to_string(job).map_err(|e| ApiError::Internal(e.to_string()))?;
+        self.kv
+            .put(&format!("{PREFIX}{id}"), value)
+            .map_err(storage)?
+            .metadata(meta)
+            .map_err(storage)?
+            .expiration_ttl(self.ttl_secs.max(60))
+            .execute()
+            .await
+            .map_err(storage)
+    }
+
+    /// One page of dead letters and the cursor of the next page, if any.
+    pub async fn list(&self, cursor: Option<String>) -> Result<(Vec<DeadLetter>, Option<String>), ApiError> {
+        let mut q = self.kv.list().prefix(PREFIX.into()).limit(PAGE);
+        if let Some(c) = cursor {
+            q = q.cursor(c);
+        }
+        let page = q.execute().await.map_err(storage)?;
+        let items = page
+            .keys
+            .into_iter()
+            .map(|k| DeadLetter {
+                id: k.name.trim_start_matches(PREFIX).to_string(),
+                meta: k.metadata.and_then(|m| serde_json::from_value(m).ok()),
+            })
+            .collect();
+        Ok((items, if page.list_complete { None } else { page.cursor }))
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<Job>, ApiError> {
+        check_id(id)?;
+        let text = self.kv.get(&format!("{PREFIX}{id}")).text().await.map_err(storage)?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    pub async fn delete(&self, id: &str) -> Result<(), ApiError> {
+        check_id(id)?;
+        self.kv.delete(&format!("{PREFIX}{id}")).await.map_err(storage)
+    }
+}
+
+fn check_id(id: &str) -> Result<(), ApiError> {
+    if is_valid_message_id(id) {
+        Ok(())
+    } else {
+        Err(ApiError::InvalidRequest(
+            "A dead-letter id is 1 to 200 characters of A-Z a-z 0-9 . _ ~ = + -.".into(),
+        ))
+    }
+}
