@@ -4,6 +4,8 @@
 //! thin Workers shell around it: `http/` (routes), `store/` (KV), `pipeline/` (what happens to
 //! a verified event), `config`, `error`, `log`. This file only holds the entry points.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod core;
 
 #[cfg(target_arch = "wasm32")]
