@@ -16,6 +16,11 @@ build/index_bg.wasm: $(shell find src -name '*.rs') Cargo.toml Cargo.lock | setu
 
 build: setup build/index_bg.wasm
 
+# The same Worker with the `fault-injection` feature (src/faults.rs), for the fault tests only;
+# its own target dir so the two builds don't invalidate each other.
+build-faults/index_bg.wasm: $(shell find src -name '*.rs') Cargo.toml Cargo.lock | setup
+	@CARGO_TARGET_DIR=target/faults bash scripts/build.sh --no-opt --out-dir build-faults . --features fault-injection
+
 # Local Worker on http://127.0.0.1:8787 in workerd (wrangler dev), local KV and Queues
 # under .wrangler/.
 dev: build
@@ -32,7 +37,7 @@ lint: setup
 test-unit: setup
 	cargo test --quiet
 
-test-integration: build
+test-integration: build build-faults/index_bg.wasm
 	node --test --test-concurrency=1 tests/fakes/ tests/integration/
 
 # Throughput, latency, CPU per request and cold start of the release build in workerd
@@ -50,4 +55,4 @@ soak: build
 	node tests/soak/soak.mjs
 
 clean:
-	rm -rf build target .wrangler bench/out
+	rm -rf build build-faults target .wrangler bench/out

@@ -13,6 +13,8 @@ mod config;
 #[cfg(target_arch = "wasm32")]
 mod error;
 #[cfg(target_arch = "wasm32")]
+mod faults;
+#[cfg(target_arch = "wasm32")]
 mod google;
 #[cfg(target_arch = "wasm32")]
 mod http;

@@ -2,16 +2,17 @@
 //!
 //! - The PKCS#8 key is imported into WebCrypto once per isolate (importKey is the costly part).
 //! - The access token is cached until 5 minutes before it expires.
-//! - Concurrent requests that find no token share **one** token request (a `Shared` future),
-//!   so a burst of sends after a cold start does not stampede the token endpoint.
+//! - Concurrent requests that find no token share **one** token request: the first becomes
+//!   the fetcher, the others wait on short timers of their own and re-read the cache. They do
+//!   not await the fetcher's future: workerd ties I/O to the request that started it, and a
+//!   request that only waits on another request's promise is cancelled as "hung".
 //! - After RBM answers 401, `invalidate` drops the token so the retry mints a fresh one.
 
 use std::cell::RefCell;
 
-use futures_util::future::{FutureExt, LocalBoxFuture, Shared};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use worker::{Headers, Method, Request, RequestInit};
+use worker::{Delay, Headers, Method, Request, RequestInit};
 
 use crate::config::Config;
 use crate::core::jwt::{assemble, token_request_body, usable_until_ms, ServiceAccountKey, TokenResponse};
@@ -19,55 +20,82 @@ use crate::error::ApiError;
 use crate::runtime::{fetch_with_timeout, subtle, FetchError};
 
 const SETTING: &str = "RBM_SERVICE_ACCOUNT_KEY";
-
-type TokenFuture = Shared<LocalBoxFuture<'static, Result<String, ApiError>>>;
+/// How often a waiting request re-reads the cache while another request fetches the token.
+const WAIT_STEP_MS: u64 = 10;
 
 #[derive(Default)]
 struct State {
     signing_key: Option<web_sys::CryptoKey>,
+    /// The access token and until when (ms) it is used.
     token: Option<(String, u64)>,
-    inflight: Option<TokenFuture>,
+    /// Set while one request fetches a token: when it started (ms).
+    fetching_since: Option<u64>,
+    /// The outcome of the last fetch that failed, with when it ended (ms): waiters that saw
+    /// that fetch start report its error instead of each trying again.
+    last_failure: Option<(u64, ApiError)>,
 }
 
 thread_local! {
     static STATE: RefCell<State> = RefCell::new(State::default());
 }
 
+enum Next {
+    Use(String),
+    Fetch,
+    Wait,
+    Fail(ApiError),
+}
+
 /// A bearer token for RBM, from the cache or from the token endpoint.
 pub async fn access_token(cfg: &Config, now_ms: u64) -> Result<String, ApiError> {
-    let fut = match STATE.with(|s| cached_or_pending(&mut s.borrow_mut(), cfg, now_ms))? {
-        Lookup::Cached(token) => return Ok(token),
-        Lookup::Pending(fut) => fut,
-    };
-    let result = fut.clone().await;
-    STATE.with(|s| {
-        let mut s = s.borrow_mut();
-        // Only the request that is still current may clear it (a newer one may have started).
-        if s.inflight.as_ref().is_some_and(|f| f.ptr_eq(&fut)) {
-            s.inflight = None;
-        }
-    });
-    result
-}
-
-enum Lookup {
-    Cached(String),
-    Pending(TokenFuture),
-}
-
-fn cached_or_pending(s: &mut State, cfg: &Config, now_ms: u64) -> Result<Lookup, ApiError> {
-    if let Some((token, until)) = &s.token {
-        if now_ms < *until {
-            return Ok(Lookup::Cached(token.clone()));
+    let key_json = cfg.service_account_key.as_deref().ok_or(ApiError::ConfigMissing(SETTING))?;
+    let started = now_ms;
+    // A fetch is bounded by the timeout; waiting longer than that means its request died.
+    let give_up_after = cfg.timeout_ms + 1_000;
+    loop {
+        let now = worker::Date::now().as_millis().max(now_ms);
+        let next = STATE.with(|s| {
+            let mut s = s.borrow_mut();
+            if let Some((token, until)) = &s.token {
+                if now < *until {
+                    return Next::Use(token.clone());
+                }
+            }
+            if let Some((ended, err)) = &s.last_failure {
+                if *ended >= started && s.fetching_since.is_none() {
+                    return Next::Fail(err.clone());
+                }
+            }
+            match s.fetching_since {
+                Some(since) if now.saturating_sub(since) < give_up_after => Next::Wait,
+                _ => {
+                    s.fetching_since = Some(now);
+                    Next::Fetch
+                }
+            }
+        });
+        match next {
+            Next::Use(token) => return Ok(token),
+            Next::Fail(err) => return Err(err),
+            Next::Wait => Delay::from(std::time::Duration::from_millis(WAIT_STEP_MS)).await,
+            Next::Fetch => {
+                let result = fetch_token(key_json, cfg.timeout_ms, now).await;
+                let ended = worker::Date::now().as_millis();
+                STATE.with(|s| {
+                    let mut s = s.borrow_mut();
+                    s.fetching_since = None;
+                    match &result {
+                        Ok((token, until)) => {
+                            s.token = Some((token.clone(), *until));
+                            s.last_failure = None;
+                        }
+                        Err(e) => s.last_failure = Some((ended, e.clone())),
+                    }
+                });
+                return result.map(|(token, _)| token);
+            }
         }
     }
-    if let Some(f) = &s.inflight {
-        return Ok(Lookup::Pending(f.clone()));
-    }
-    let key_json = cfg.service_account_key.clone().ok_or(ApiError::ConfigMissing(SETTING))?;
-    let fut = fetch_token(key_json, cfg.timeout_ms, now_ms).boxed_local().shared();
-    s.inflight = Some(fut.clone());
-    Ok(Lookup::Pending(fut))
 }
 
 /// Drops `token` from the cache (RBM rejected it), unless it was already replaced.
@@ -80,8 +108,9 @@ pub fn invalidate(token: &str) {
     });
 }
 
-async fn fetch_token(key_json: String, timeout_ms: u64, now_ms: u64) -> Result<String, ApiError> {
-    let key = ServiceAccountKey::parse(&key_json)
+/// Mints an assertion and exchanges it: the token and until when to use it (ms).
+async fn fetch_token(key_json: &str, timeout_ms: u64, now_ms: u64) -> Result<(String, u64), ApiError> {
+    let key = ServiceAccountKey::parse(key_json)
         .map_err(|e| ApiError::ConfigInvalid(SETTING, e.describe().into()))?;
     let signing_input = key.signing_input(now_ms / 1000);
     let signature = sign_rs256(&key, signing_input.as_bytes()).await?;
@@ -125,9 +154,7 @@ async fn fetch_token(key_json: String, timeout_ms: u64, now_ms: u64) -> Result<S
     let token: TokenResponse = serde_json::from_str(&text).map_err(|_| {
         ApiError::Upstream(format!("The OAuth token endpoint {token_uri} answered without an access_token."))
     })?;
-    let until = usable_until_ms(now_ms, token.expires_in);
-    STATE.with(|s| s.borrow_mut().token = Some((token.access_token.clone(), until)));
-    Ok(token.access_token)
+    Ok((token.access_token, usable_until_ms(now_ms, token.expires_in)))
 }
 
 /// RSASSA-PKCS1-v1_5 / SHA-256 over `data` with the key, imported once per isolate.

@@ -13,7 +13,7 @@ use crate::core::ids::is_valid_message_id;
 use crate::core::status::{RecordMeta, RecordType, Source};
 use crate::core::time::format_rfc3339_millis;
 use crate::core::token::Scope;
-use crate::core::validate::{is_e164, validate_send, MAX_BODY_BYTES};
+use crate::core::validate::{is_e164, validate_send};
 use crate::error::{json_response, ApiError};
 use crate::google::rbm::{self, phone_path};
 use crate::log;
@@ -21,10 +21,15 @@ use crate::runtime::random_uuid;
 use crate::store::limits;
 use crate::store::status::StatusStore;
 
+/// Largest request body read at all (validation then enforces RBM's 250 KB).
+const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+
 /// `POST /v1/messages`
 pub async fn send(mut req: Request, caller: &Caller, cx: &Cx) -> Result<Response, ApiError> {
     caller.require(Scope::MessagesSend, None)?;
-    let body = read_body(&mut req, MAX_BODY_BYTES + 1).await?;
+    // Read up to 1 MiB so an over-limit message gets validation's 400 naming the limit;
+    // beyond that, 413 without reading further.
+    let body = read_body(&mut req, MAX_REQUEST_BYTES).await?;
     let send = validate_send(&body)?;
     drop(body);
     caller.require(Scope::MessagesSend, Some(&send.phone_number))?;
@@ -82,7 +87,8 @@ pub async fn revoke(req: &Request, message_id: &str, caller: &Caller, cx: &Cx) -
     }
     let store = StatusStore::open(&cx.env, cx.cfg.status_ttl_secs)?;
     let stored = store.view(message_id).await?;
-    let phone = match query_param(req, "phoneNumber") {
+    // An unencoded `+` in a query string decodes as a space: take it back.
+    let phone = match query_param(req, "phoneNumber").map(|p| p.trim_end().replacen(' ', "+", 1)) {
         Some(p) => p,
         None => stored.as_ref().and_then(|v| v.phone_number.clone()).ok_or_else(|| {
             ApiError::InvalidRequest(format!(

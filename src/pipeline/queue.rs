@@ -20,6 +20,11 @@ const MAX_RETRY_DELAY_SECS: u64 = 600;
 
 /// Sends one job to `EVENTS`; failure → 503, so the webhook caller (RBM) retries.
 pub async fn enqueue(env: &Env, job: &Job) -> Result<(), ApiError> {
+    if crate::faults::injected(env, "queue_send") {
+        return Err(ApiError::QueueUnavailable(format!(
+            "The {BINDING} queue did not accept the event (injected fault)."
+        )));
+    }
     let queue = env.queue(BINDING).map_err(|_| {
         ApiError::QueueUnavailable(format!(
             "The {BINDING} queue binding is missing (or set PROCESSING=inline)."

@@ -22,12 +22,14 @@ pub const BINDING: &str = "STATUS";
 pub struct StatusStore {
     kv: KvStore,
     ttl_secs: u64,
+    /// Test builds only (`crate::faults`): every write fails.
+    fail_writes: bool,
 }
 
 impl StatusStore {
     pub fn open(env: &Env, ttl_secs: u64) -> Result<StatusStore, ApiError> {
         let kv = env.kv(BINDING).map_err(|_| ApiError::ConfigMissing(BINDING))?;
-        Ok(StatusStore { kv, ttl_secs })
+        Ok(StatusStore { kv, ttl_secs, fail_writes: crate::faults::injected(env, "kv_put") })
     }
 
     /// Records that `t` happened to `message_id`. Idempotent: a duplicate rewrites the same key.
@@ -40,6 +42,11 @@ impl StatusStore {
     ) -> Result<(), ApiError> {
         if !is_valid_message_id(message_id) {
             return Err(ApiError::InvalidMessageId);
+        }
+        if self.fail_writes {
+            return Err(ApiError::StorageUnavailable(
+                "The status store did not accept the write (injected fault).".into(),
+            ));
         }
         let unavailable = |e: worker::kv::KvError| {
             ApiError::StorageUnavailable(format!("The status store did not accept the write: {e}."))
