@@ -11,7 +11,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::time::parse_rfc3339_nanos;
+use super::event::RbmEvent;
+use super::time::{format_rfc3339_millis, parse_rfc3339_nanos};
 
 /// An event recorded for an agent message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -120,6 +121,27 @@ pub struct RecordMeta {
 pub const MAX_META_FIELD: usize = 200;
 
 impl RecordMeta {
+    /// The record of a webhook event received at `received_at_ms`: `at` is RBM's `sendTime`
+    /// when it is a valid timestamp, else the receive time. Bounded to fit KV's metadata.
+    pub fn from_event(event: &RbmEvent, received_at_ms: u64) -> RecordMeta {
+        let received_at = format_rfc3339_millis(received_at_ms);
+        let at = event
+            .send_time()
+            .filter(|s| parse_rfc3339_nanos(s).is_some())
+            .map(String::from)
+            .unwrap_or_else(|| received_at.clone());
+        RecordMeta {
+            at,
+            received_at,
+            source: Source::Webhook,
+            event_id: event.event_id().map(String::from),
+            phone_number: event.phone_number().map(String::from),
+            agent_id: event.agent_id().map(String::from),
+            http_status: None,
+        }
+        .bounded()
+    }
+
     /// Drops optional fields too long to store, so a hostile or odd value can never make the
     /// KV write fail (which would make RBM retry the event for 7 days).
     pub fn bounded(mut self) -> RecordMeta {
@@ -337,6 +359,27 @@ mod tests {
         assert_eq!(json["events"][2]["source"], "webhook");
         assert!(json["events"][0].get("eventId").is_none());
         assert!(fold("m", vec![]).is_none());
+    }
+
+    #[test]
+    fn metadata_from_events() {
+        let d = crate::core::event::Decoded::from_bytes(
+            br#"{"senderPhoneNumber":"+12223334444","agentId":"A","messageId":"m","eventId":"E","sendTime":"2018-12-31T15:01:23.045123456Z","eventType":"READ"}"#.to_vec(),
+        )
+        .expect("decodes");
+        let m = RecordMeta::from_event(&d.event, 1_546_268_484_000);
+        assert_eq!(m.at, "2018-12-31T15:01:23.045123456Z");
+        assert_eq!(m.received_at, "2018-12-31T15:01:24.000Z");
+        assert_eq!(
+            (m.event_id.as_deref(), m.phone_number.as_deref(), m.agent_id.as_deref()),
+            (Some("E"), Some("+12223334444"), Some("A"))
+        );
+        let bad_time = crate::core::event::Decoded::from_bytes(
+            br#"{"senderPhoneNumber":"+1","messageId":"m","sendTime":"yesterday","eventType":"READ"}"#
+                .to_vec(),
+        )
+        .expect("decodes");
+        assert_eq!(RecordMeta::from_event(&bad_time.event, 0).at, "1970-01-01T00:00:00.000Z");
     }
 
     #[test]

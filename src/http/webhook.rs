@@ -14,7 +14,7 @@ use crate::core::event::Decoded;
 use crate::core::signature::{verify, SignatureError};
 use crate::error::{json_response, text_response, ApiError};
 use crate::log;
-use crate::pipeline::{self, EventJob};
+use crate::pipeline::{self, Receipt};
 
 pub async fn handle(mut req: Request, cx: &Cx) -> Result<Response, ApiError> {
     let body = super::read_body(&mut req, MAX_WEBHOOK_BODY).await?;
@@ -57,24 +57,23 @@ pub async fn handle(mut req: Request, cx: &Cx) -> Result<Response, ApiError> {
         }
     };
     let kind = decoded.event.kind().to_string();
-    log::info(
-        "event received",
-        json!({
-            "kind": kind,
-            "agentId": decoded.event.agent_id(),
-            "messageId": decoded.event.message_id(),
-            "eventId": decoded.event.event_id(),
-            "phone": log::mask_phone(decoded.event.phone_number()),
-            // Unknown kinds are logged whole: they are kept, not dropped.
-            "event": if kind == "unknown" { Some(decoded.raw.as_str()) } else { None },
-        }),
-    );
-    let job = EventJob {
-        event: decoded.raw.clone(),
+    let mut fields = json!({
+        "kind": kind,
+        "agentId": decoded.event.agent_id(),
+        "messageId": decoded.event.message_id(),
+        "eventId": decoded.event.event_id(),
+        "phone": log::mask_phone(decoded.event.phone_number()),
+    });
+    if kind == "unknown" {
+        // Unknown kinds are logged whole: they are kept, not dropped.
+        fields["event"] = decoded.raw.as_str().into();
+    }
+    log::info("event received", fields);
+    let receipt = Receipt {
         received_at: cx.now_ms,
         pubsub_message_id: envelope.pubsub_message_id,
         publish_time: envelope.publish_time,
     };
-    pipeline::accept(&cx.env, &cx.cfg, &decoded, job).await?;
+    pipeline::accept(&cx.env, &cx.cfg, decoded, receipt).await?;
     Ok(json_response(200, &json!({"ok": true, "kind": kind})))
 }

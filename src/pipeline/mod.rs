@@ -21,8 +21,7 @@ use crate::core::event::Decoded;
 use crate::core::ids::is_valid_message_id;
 use crate::core::outbound::{forward_document, stable_event_id};
 use crate::core::route::{targets, Target};
-use crate::core::status::{fold, project, RecordMeta, RecordType, Source};
-use crate::core::time::{format_rfc3339_millis, parse_rfc3339_nanos};
+use crate::core::status::{fold, project, RecordMeta, RecordType};
 use crate::error::ApiError;
 use crate::log;
 use crate::store::status::StatusStore;
@@ -42,6 +41,13 @@ pub enum Job {
 pub struct EventJob {
     /// RBM's event JSON, verbatim.
     pub event: String,
+    pub meta: Receipt,
+}
+
+/// How the webhook received an event (what the envelope said, and when).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Receipt {
     /// When the webhook received it (ms since the epoch).
     pub received_at: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -72,10 +78,10 @@ impl Job {
 
 /// In the webhook request: hand a verified event to processing. Errors mean "not safe yet"
 /// and become a non-200, so RBM retries.
-pub async fn accept(env: &Env, cfg: &Config, decoded: &Decoded, job: EventJob) -> Result<(), ApiError> {
+pub async fn accept(env: &Env, cfg: &Config, decoded: Decoded, meta: Receipt) -> Result<(), ApiError> {
     match cfg.processing {
-        Processing::Queue => queue::enqueue(env, &Job::Event(job)).await,
-        Processing::Inline => apply_event(env, cfg, decoded, &job, Processing::Inline).await,
+        Processing::Queue => queue::enqueue(env, &Job::Event(EventJob { event: decoded.raw, meta })).await,
+        Processing::Inline => apply_event(env, cfg, &decoded, &meta, Processing::Inline).await,
     }
 }
 
@@ -85,25 +91,25 @@ pub async fn apply_event(
     env: &Env,
     cfg: &Config,
     decoded: &Decoded,
-    job: &EventJob,
+    meta: &Receipt,
     mode: Processing,
 ) -> Result<(), ApiError> {
     let forward_kinds = cfg.forward_url.as_ref().map(|_| &cfg.forward_kinds);
     for target in targets(&decoded.event, forward_kinds) {
         match target {
-            Target::RecordStatus(t) => record_status(env, cfg, decoded, job, t, mode).await?,
-            Target::Forward => forward_event(cfg, decoded, job).await?,
+            Target::RecordStatus(t) => record_status(env, cfg, decoded, meta, t, mode).await?,
+            Target::Forward => forward_event(cfg, decoded, meta).await?,
         }
     }
     Ok(())
 }
 
-async fn forward_event(cfg: &Config, decoded: &Decoded, job: &EventJob) -> Result<(), ApiError> {
+async fn forward_event(cfg: &Config, decoded: &Decoded, meta: &Receipt) -> Result<(), ApiError> {
     let (Some(url), Some(secret)) = (&cfg.forward_url, &cfg.forward_secret) else {
         return Err(ApiError::ConfigMissing("FORWARD_SECRET"));
     };
-    let id = stable_event_id(decoded, job.pubsub_message_id.as_deref());
-    let body = forward_document(decoded, &id, job.received_at);
+    let id = stable_event_id(decoded, meta.pubsub_message_id.as_deref());
+    let body = forward_document(decoded, &id, meta.received_at);
     forward::deliver(cfg, url, secret, &id, &body).await
 }
 
@@ -115,7 +121,7 @@ async fn record_status(
     env: &Env,
     cfg: &Config,
     decoded: &Decoded,
-    job: &EventJob,
+    receipt: &Receipt,
     t: RecordType,
     mode: Processing,
 ) -> Result<(), ApiError> {
@@ -128,22 +134,7 @@ async fn record_status(
         );
         return Ok(());
     };
-    let received_at = format_rfc3339_millis(job.received_at);
-    let at = event
-        .send_time()
-        .filter(|s| parse_rfc3339_nanos(s).is_some())
-        .map(String::from)
-        .unwrap_or_else(|| received_at.clone());
-    let meta = RecordMeta {
-        at,
-        received_at,
-        source: Source::Webhook,
-        event_id: event.event_id().map(String::from),
-        phone_number: event.phone_number().map(String::from),
-        agent_id: event.agent_id().map(String::from),
-        http_status: None,
-    }
-    .bounded();
+    let meta = RecordMeta::from_event(event, receipt.received_at);
     let store = StatusStore::open(env, cfg.status_ttl_secs)?;
     // Callbacks are signed with FORWARD_SECRET; without it none can exist (the send relay
     // refuses a statusCallback), so the extra read is skipped.

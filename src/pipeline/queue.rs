@@ -70,7 +70,7 @@ pub async fn consume(batch: MessageBatch<String>, env: Env) {
 async fn run(env: &Env, cfg: &Config, job: &Job) -> Result<(), ApiError> {
     match job {
         Job::Event(ev) => match Decoded::from_bytes(ev.event.clone().into_bytes()) {
-            Ok(decoded) => apply_event(env, cfg, &decoded, ev, Processing::Queue).await,
+            Ok(decoded) => apply_event(env, cfg, &decoded, &ev.meta, Processing::Queue).await,
             Err(bad) => {
                 log::error("queued event not understood; dropped", json!({"why": bad.why}));
                 Ok(())
