@@ -54,7 +54,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
@@ -389,35 +389,57 @@ fn parse_claims(map: &Map<String, Value>) -> Result<Claims, TokenError> {
     Ok(Claims { jti, iat, exp, scopes, phone_numbers, max_sends })
 }
 
-/// Default and maximum lifetime a `POST /v1/tokens` caller may ask for.
-pub const DEFAULT_TTL_SECS: u64 = 900;
-
-/// The body of `POST /v1/tokens`:
-/// `{"scopes":[…],"phoneNumbers":["+1…"]?,"ttlSeconds":900?,"maxSends":20?}`.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct MintRequest {
-    scopes: Vec<String>,
-    #[serde(default)]
-    phone_numbers: Option<Vec<String>>,
-    #[serde(default)]
-    ttl_seconds: Option<u64>,
-    #[serde(default)]
-    max_sends: Option<u32>,
-}
-
-/// Validates a mint request into the claims of a new token (`jti` and the clock come from the
-/// shell). Errors name the field, like send validation.
+/// Validates a `POST /v1/tokens` body,
+/// `{"scopes":[…],"phoneNumbers":["+1…"]?,"ttlSeconds":900?,"maxSends":20?}`, into the claims
+/// of a new token (`jti` and the clock come from the shell). Errors name the field, like send
+/// validation.
 pub fn claims_from_request(body: &[u8], jti: String, now_secs: u64) -> Result<Claims, ValidationError> {
     let err = |path: &str, message: &str| ValidationError { path: path.into(), message: message.into() };
-    let req: MintRequest = serde_json::from_slice(body)
-        .map_err(|e| err("", &format!("the body is not a valid token request: {e}")))?;
-    if req.scopes.is_empty() {
+    let body: Value = serde_json::from_slice(body).map_err(|_| err("", "the body is not valid JSON"))?;
+    let Value::Object(fields) = body else {
+        return Err(err("", "the body must be a JSON object"));
+    };
+    if let Some(unknown) =
+        fields.keys().find(|k| !["scopes", "phoneNumbers", "ttlSeconds", "maxSends"].contains(&k.as_str()))
+    {
+        return Err(err(
+            unknown,
+            "is not a token request field (scopes, phoneNumbers, ttlSeconds, maxSends)",
+        ));
+    }
+    let strings = |key: &str| -> Result<Option<Vec<String>>, ValidationError> {
+        match fields.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    v.as_str()
+                        .map(String::from)
+                        .ok_or_else(|| err(&format!("{key}[{i}]"), "must be a string"))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(_) => Err(err(key, "must be an array of strings")),
+        }
+    };
+    let whole = |key: &str, max: u64| -> Result<Option<u64>, ValidationError> {
+        match fields.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => match v.as_u64() {
+                Some(n) if n <= max => Ok(Some(n)),
+                _ => Err(err(key, &format!("must be a whole number from 0 to {max}"))),
+            },
+        }
+    };
+
+    let names = strings("scopes")?.unwrap_or_default();
+    if names.is_empty() {
         return Err(err("scopes", "must list at least one scope"));
     }
     let mut scopes = Vec::new();
-    for (i, s) in req.scopes.iter().enumerate() {
-        let scope = Scope::parse(s).ok_or_else(|| {
+    for (i, name) in names.iter().enumerate() {
+        let scope = Scope::parse(name).ok_or_else(|| {
             err(
                 &format!("scopes[{i}]"),
                 "must be one of messages:send, messages:read, events:send, capabilities:read",
@@ -427,29 +449,25 @@ pub fn claims_from_request(body: &[u8], jti: String, now_secs: u64) -> Result<Cl
             scopes.push(scope);
         }
     }
-    if let Some(numbers) = &req.phone_numbers {
+    let phone_numbers = strings("phoneNumbers")?;
+    if let Some(numbers) = &phone_numbers {
         if numbers.is_empty() {
             return Err(err("phoneNumbers", "must not be empty (leave it out to allow any number)"));
         }
-        for (i, n) in numbers.iter().enumerate() {
-            if !is_e164(n) {
-                return Err(err(&format!("phoneNumbers[{i}]"), "must be E.164, like +12223334444"));
-            }
+        if let Some(i) = numbers.iter().position(|n| !is_e164(n)) {
+            return Err(err(&format!("phoneNumbers[{i}]"), "must be E.164, like +12223334444"));
         }
     }
-    let ttl = req.ttl_seconds.unwrap_or(DEFAULT_TTL_SECS);
-    if ttl == 0 || ttl > MAX_TTL_SECS {
+    let ttl = whole("ttlSeconds", MAX_TTL_SECS)?.unwrap_or(DEFAULT_TTL_SECS);
+    if ttl == 0 {
         return Err(err("ttlSeconds", "must be from 1 to 3600"));
     }
-    Ok(Claims {
-        jti,
-        iat: now_secs,
-        exp: now_secs + ttl,
-        scopes,
-        phone_numbers: req.phone_numbers,
-        max_sends: req.max_sends,
-    })
+    let max_sends = whole("maxSends", u64::from(u32::MAX))?.and_then(|n| u32::try_from(n).ok());
+    Ok(Claims { jti, iat: now_secs, exp: now_secs + ttl, scopes, phone_numbers, max_sends })
 }
+
+/// Default lifetime of a minted token.
+pub const DEFAULT_TTL_SECS: u64 = 900;
 
 #[cfg(test)]
 mod tests {
@@ -533,7 +551,15 @@ mod tests {
             (br#"{"scopes":["messages:send"],"ttlSeconds":0}"#, "ttlSeconds"),
             (br#"{"scopes":["messages:send"],"phoneNumbers":["555"]}"#, "phoneNumbers[0]"),
             (br#"{"scopes":["messages:send"],"phoneNumbers":[]}"#, "phoneNumbers"),
-            (br#"{"scopes":["messages:send"],"typo":1}"#, ""),
+            (br#"{"scopes":["messages:send"],"typo":1}"#, "typo"),
+            (br#"{"scopes":"messages:send"}"#, "scopes"),
+            (br#"{"scopes":[1]}"#, "scopes[0]"),
+            (br#"{"scopes":["messages:send"],"maxSends":-1}"#, "maxSends"),
+            (br#"{"scopes":["messages:send"],"maxSends":2.5}"#, "maxSends"),
+            (br#"{"scopes":["messages:send"],"maxSends":4294967296}"#, "maxSends"),
+            (br#"{"scopes":["messages:send"],"ttlSeconds":"900"}"#, "ttlSeconds"),
+            (br#"{"scopes":["messages:send"],"phoneNumbers":"+12223334444"}"#, "phoneNumbers"),
+            (b"[]", ""),
             (b"nope", ""),
         ] {
             assert_eq!(claims_from_request(body, "j".into(), 0).map_err(|e| e.path), Err(path.to_string()));
