@@ -4,7 +4,7 @@
 //! relay records `SENT` / `SEND_FAILED` before answering, so a status read right after shows
 //! it, and webhook receipts that raced ahead are never overwritten (one key per event type).
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use worker::{Method, Request, Response};
 
 use super::auth::Caller;
@@ -33,13 +33,13 @@ pub async fn send(mut req: Request, caller: &Caller, cx: &Cx) -> Result<Response
     let send = validate_send(&body)?;
     drop(body);
     caller.require(Scope::MessagesSend, Some(&send.phone_number))?;
-    if let Caller::Token(claims) = caller {
-        let ip = req.headers().get("cf-connecting-ip").ok().flatten();
-        limits::take_send(&cx.env, claims, ip.as_deref(), cx.now_ms / 1000).await?;
-    }
     if send.status_callback.is_some() && cx.cfg.forward_secret.is_none() {
         // Callbacks are signed with FORWARD_SECRET; refuse one we could never sign.
         return Err(ApiError::ConfigMissing("FORWARD_SECRET"));
+    }
+    if let Caller::Token(claims) = caller {
+        let ip = req.headers().get("cf-connecting-ip").ok().flatten();
+        limits::take_send(&cx.env, claims, ip.as_deref(), cx.now_ms / 1000).await?;
     }
     let agent = agent_id(send.agent_id, cx)?;
     let message_id = match send.message_id {
@@ -58,12 +58,15 @@ pub async fn send(mut req: Request, caller: &Caller, cx: &Cx) -> Result<Response
         _ => None,
     };
     if let Some(t) = record {
-        let mut value = Map::new();
-        if let Some(cb) = &send.status_callback {
-            value.insert("statusCallback".into(), cb.clone().into());
-        }
         let meta = api_meta(cx, &phone, &agent, (t == RecordType::SendFailed).then_some(answer.status));
-        record_or_log(cx, &message_id, t, meta, &Value::Object(value).to_string()).await;
+        record_or_log(
+            cx,
+            &message_id,
+            t,
+            meta,
+            send.status_callback.as_deref().filter(|_| t == RecordType::Sent),
+        )
+        .await;
     }
     let mut out = json!({
         "messageId": message_id,
@@ -105,7 +108,7 @@ pub async fn revoke(req: &Request, message_id: &str, caller: &Caller, cx: &Cx) -
     let answer = rbm::call(&cx.cfg, cx.now_ms, Method::Delete, &path, None).await?;
     if answer.is_success() {
         // A late DELIVERED still wins over this (precedence), as Google warns it can.
-        record_or_log(cx, message_id, RecordType::RevokeRequested, api_meta(cx, &phone, &agent, None), "{}")
+        record_or_log(cx, message_id, RecordType::RevokeRequested, api_meta(cx, &phone, &agent, None), None)
             .await;
     }
     let out = json!({
@@ -149,12 +152,17 @@ fn api_meta(cx: &Cx, phone: &str, agent: &str, http_status: Option<u16>) -> Reco
 
 /// RBM has already acted, so its answer is the truth the caller needs; a failed status write
 /// is logged loudly rather than turned into an error (the caller would retry a send that
-/// happened — harmless with the same messageId, but misleading).
-async fn record_or_log(cx: &Cx, message_id: &str, t: RecordType, meta: RecordMeta, value: &str) {
-    let result = match StatusStore::open(&cx.env, cx.cfg.status_ttl_secs) {
-        Ok(store) => store.record(message_id, t, meta, value).await,
-        Err(e) => Err(e),
-    };
+/// happened — harmless with the same messageId, but misleading). The status callback, if
+/// any, is stored first, so a receipt that finds SENT also finds the callback.
+async fn record_or_log(cx: &Cx, message_id: &str, t: RecordType, meta: RecordMeta, callback: Option<&str>) {
+    let result = async {
+        let store = StatusStore::open(&cx.env, cx.cfg.status_ttl_secs)?;
+        if let Some(url) = callback {
+            store.set_callback(message_id, url).await?;
+        }
+        store.record(message_id, t, meta, "{}").await
+    }
+    .await;
     if let Err(e) = result {
         log::error(
             "status not recorded",

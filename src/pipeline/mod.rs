@@ -156,17 +156,15 @@ async fn status_change_callback(
     t: RecordType,
     meta: &RecordMeta,
 ) -> Result<Option<CallbackJob>, ApiError> {
+    // One point read first: most messages have no callback, and then nothing else is read.
+    let Some(url) = store.callback(message_id).await? else {
+        return Ok(None);
+    };
     let mut records = store.records(message_id).await?;
-    if !records.iter().any(|(r, _)| *r == RecordType::Sent) {
-        return Ok(None); // not sent through us (or not yet recorded): no callback is known
-    }
     let before = project(records.iter().map(|(r, _)| *r));
     if records.iter().any(|(r, _)| *r == t) || project(records.iter().map(|(r, _)| *r).chain([t])) == before {
         return Ok(None); // a duplicate, or an event that does not change the status
     }
-    let Some(url) = sent_callback_url(store, message_id).await? else {
-        return Ok(None);
-    };
     records.push((t, meta.clone()));
     let Some(view) = fold(message_id, records) else {
         return Ok(None);
@@ -178,15 +176,6 @@ async fn status_change_callback(
         message_id: message_id.to_string(),
         body: serde_json::to_string(&view).unwrap_or_default(),
     }))
-}
-
-async fn sent_callback_url(store: &StatusStore, message_id: &str) -> Result<Option<String>, ApiError> {
-    let Some(value) = store.value(message_id, RecordType::Sent).await? else {
-        return Ok(None);
-    };
-    Ok(serde_json::from_str::<serde_json::Value>(&value)
-        .ok()
-        .and_then(|v| v.get("statusCallback").and_then(|u| u.as_str()).map(String::from)))
 }
 
 /// POSTs a status change to its callback URL, signed like forwards.

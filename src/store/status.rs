@@ -4,8 +4,10 @@
 //! key       msg:{messageId}:{TYPE}      TYPE = SENT | SEND_FAILED | REVOKE_REQUESTED | DELIVERED
 //!                                              | READ | TTL_EXPIRATION_REVOKED | TTL_EXPIRATION_REVOKE_FAILED
 //! metadata  RecordMeta as JSON          {"at","receivedAt","source","eventId"?,"phoneNumber"?,"agentId"?,"httpStatus"?}
-//! value     the event's own JSON        RBM's event verbatim (webhook), or our record (api)
+//! value     the event's own JSON        RBM's event verbatim (webhook), or `{}` (api)
 //! expiry    STATUS_TTL_DAYS             set on every write
+//!
+//! key       cb:{messageId}              the message's statusCallback URL (sends with one only)
 //! ```
 //! Writes are blind puts (no read first); the view is one `list` of the prefix, folded by
 //! `core::status::fold`. See the module doc of `core::status` for why.
@@ -18,6 +20,10 @@ use crate::core::status::{fold, key, key_prefix, type_of_key, RecordMeta, Record
 use crate::error::ApiError;
 
 pub const BINDING: &str = "STATUS";
+
+fn callback_key(message_id: &str) -> String {
+    format!("cb:{message_id}")
+}
 
 pub struct StatusStore {
     kv: KvStore,
@@ -89,10 +95,31 @@ impl StatusStore {
             .collect())
     }
 
-    /// The stored value of one record (e.g. the SENT record's status callback).
-    pub async fn value(&self, message_id: &str, t: RecordType) -> Result<Option<String>, ApiError> {
+    /// Stores the `statusCallback` of a message sent through the relay.
+    pub async fn set_callback(&self, message_id: &str, url: &str) -> Result<(), ApiError> {
+        if self.fail_writes {
+            return Err(ApiError::StorageUnavailable(
+                "The status store did not accept the write (injected fault).".into(),
+            ));
+        }
+        let unavailable = |e: worker::kv::KvError| {
+            ApiError::StorageUnavailable(format!("The status store did not accept the write: {e}."))
+        };
         self.kv
-            .get(&key(message_id, t))
+            .put(&callback_key(message_id), url)
+            .map_err(unavailable)?
+            .expiration_ttl(self.ttl_secs.max(60))
+            .execute()
+            .await
+            .map_err(unavailable)
+    }
+
+    /// The `statusCallback` of a message, if it was sent with one. A single point read (cached
+    /// at the edge, absent for most messages), so receipts for messages without a callback
+    /// cost no list.
+    pub async fn callback(&self, message_id: &str) -> Result<Option<String>, ApiError> {
+        self.kv
+            .get(&callback_key(message_id))
             .text()
             .await
             .map_err(|e| ApiError::StorageUnavailable(format!("The status store could not be read: {e}.")))
