@@ -143,7 +143,8 @@ pub const REFRESH_MARGIN_SECS: u64 = 300;
 /// When a token obtained at `now_ms` stops being used (ms): expiry minus the margin, and never
 /// before `now_ms` (a very short-lived token is used for this request only).
 pub fn usable_until_ms(now_ms: u64, expires_in_secs: u64) -> u64 {
-    now_ms + expires_in_secs.saturating_sub(REFRESH_MARGIN_SECS) * 1000
+    // Saturating: `expires_in` comes from the network and may be absurd.
+    now_ms.saturating_add(expires_in_secs.saturating_sub(REFRESH_MARGIN_SECS).saturating_mul(1000))
 }
 
 #[cfg(test)]

@@ -145,12 +145,15 @@ impl RecordMeta {
     /// Drops optional fields too long to store, so a hostile or odd value can never make the
     /// KV write fail (which would make RBM retry the event for 7 days).
     pub fn bounded(mut self) -> RecordMeta {
+        // Field lengths are measured as serialised JSON: escapes (`\"`, `\u0000`) can make a
+        // short string six times longer in the metadata.
+        let json_len = |s: &str| serde_json::to_string(s).map_or(usize::MAX, |j| j.len());
         for f in [&mut self.event_id, &mut self.phone_number, &mut self.agent_id] {
-            if f.as_ref().is_some_and(|s| s.len() > MAX_META_FIELD) {
+            if f.as_deref().is_some_and(|s| json_len(s) > MAX_META_FIELD) {
                 *f = None;
             }
         }
-        if self.at.len() > 64 {
+        if json_len(&self.at) > 64 {
             self.at = self.received_at.clone();
         }
         self
@@ -387,7 +390,7 @@ mod tests {
         let mut m = meta("2018-12-31T15:01:23.045123456Z", Source::Webhook);
         m.event_id = Some("e".repeat(5000));
         m.phone_number = Some("+12223334444".into());
-        m.agent_id = Some("a".repeat(MAX_META_FIELD));
+        m.agent_id = Some("a".repeat(MAX_META_FIELD - 2)); // + 2 quotes = the limit
         let m = m.bounded();
         assert_eq!(m.event_id, None);
         assert!(m.agent_id.is_some());

@@ -454,6 +454,10 @@ pub fn claims_from_request(body: &[u8], jti: String, now_secs: u64) -> Result<Cl
         if numbers.is_empty() {
             return Err(err("phoneNumbers", "must not be empty (leave it out to allow any number)"));
         }
+        if numbers.len() > MAX_PHONE_NUMBERS {
+            // More would make a token longer than MAX_TOKEN_LEN, which `verify` refuses.
+            return Err(err("phoneNumbers", &format!("must list at most {MAX_PHONE_NUMBERS} numbers")));
+        }
         if let Some(i) = numbers.iter().position(|n| !is_e164(n)) {
             return Err(err(&format!("phoneNumbers[{i}]"), "must be E.164, like +12223334444"));
         }
@@ -465,6 +469,9 @@ pub fn claims_from_request(body: &[u8], jti: String, now_secs: u64) -> Result<Cl
     let max_sends = whole("maxSends", u64::from(u32::MAX))?.and_then(|n| u32::try_from(n).ok());
     Ok(Claims { jti, iat: now_secs, exp: now_secs + ttl, scopes, phone_numbers, max_sends })
 }
+
+/// Most phone numbers one minted token may list (keeps it under `MAX_TOKEN_LEN`).
+pub const MAX_PHONE_NUMBERS: usize = 100;
 
 /// Default lifetime of a minted token.
 pub const DEFAULT_TTL_SECS: u64 = 900;

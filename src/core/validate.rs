@@ -91,6 +91,9 @@ pub struct SendRequest {
     pub status_callback: Option<String>,
     /// The body minus `phoneNumber`, `messageId`, `agentId`, `statusCallback`: relayed verbatim.
     pub agent_message: Map<String, Value>,
+    /// `agent_message` as the JSON text sent to RBM (serialised once, here, where its size is
+    /// checked: re-serialising can lengthen numbers, `1e9` → `1e+9`).
+    pub relayed_json: String,
 }
 
 /// A valid `POST /v1/phones/{phone}/events` body.
@@ -678,7 +681,25 @@ pub fn validate_send(body: &[u8]) -> Result<SendRequest, ValidationError> {
     }
 
     check_agent_message(&message)?;
-    Ok(SendRequest { phone_number, message_id, agent_id, status_callback, agent_message: message })
+    let relayed_json =
+        serde_json::to_string(&message).map_err(|_| error("", "the message cannot be serialised"))?;
+    if relayed_json.len() > MAX_BODY_BYTES {
+        return fail(
+            "",
+            format!(
+                "the message to relay must be at most {MAX_BODY_BYTES} bytes (got {})",
+                relayed_json.len()
+            ),
+        );
+    }
+    Ok(SendRequest {
+        phone_number,
+        message_id,
+        agent_id,
+        status_callback,
+        agent_message: message,
+        relayed_json,
+    })
 }
 
 /// Validate a `POST /v1/phones/{phone}/events` body: `{"eventType":"READ","messageId":…}` or
@@ -1665,13 +1686,6 @@ mod tests {
             deep_arrays.into_bytes(),
             deep_objects.into_bytes(),
             deep_in_valid_spot.into_bytes(),
-            br#"{"phoneNumber":"+12223334444","contentMessage":{"text":"Hi"},"n":1e999}"#.to_vec(),
-            format!(
-                r#"{{"phoneNumber":"{PHONE}","contentMessage":{{"text":"Hi"}},"n":{}}}"#,
-                "9".repeat(400)
-            )
-            .into_bytes(),
-            br#"{"phoneNumber":"+12223334444","contentMessage":{"text":"Hi"},"n":-1e999}"#.to_vec(),
             br#"{"phoneNumber":"+12223334444","contentMessage":{"text":"Hi"},"n":NaN}"#.to_vec(),
             br#"{"eventType":"READ","messageId":"\u0000"}"#.to_vec(),
             "{\"phoneNumber\":\"+1222333444\u{0663}\",\"contentMessage\":{\"text\":\"Hi\"}}"
@@ -1685,13 +1699,19 @@ mod tests {
         }
         // Recursion beyond serde_json's limit is a JSON error on the whole body.
         assert_eq!(validate_send(&inputs[4]).unwrap_err().path, "");
-        // Huge but finite numbers parse (as f64 or u64) and are relayed; beyond f64 is an error (above).
+        // Numbers are kept as their text (serde_json `arbitrary_precision`): huge ones, even
+        // beyond f64, are relayed exactly as sent, and RBM judges them.
         let big = format!(
-            r#"{{"phoneNumber":"{PHONE}","contentMessage":{{"text":"Hi"}},"n":{},"m":18446744073709551615,"f":1e308}}"#,
-            "9".repeat(300)
+            r#"{{"phoneNumber":"{PHONE}","contentMessage":{{"text":"Hi"}},"n":{},"m":18446744073709551615,"f":1e999,"g":97.42831140333153}}"#,
+            "9".repeat(400)
         );
         let req = validate_send(big.as_bytes()).unwrap();
-        assert!(req.agent_message.contains_key("n"));
+        let relayed = serde_json::to_string(&req.agent_message).unwrap();
+        assert!(relayed.contains(&"9".repeat(400)));
+        assert!(
+            relayed.contains(r#""f":1e+999"#) && relayed.contains(r#""g":97.42831140333153"#),
+            "{relayed}"
+        );
         // Wrong types at every field of our own and at the top level.
         for (field, value) in [
             ("phoneNumber", json!({})),

@@ -4,7 +4,7 @@
 //! relay records `SENT` / `SEND_FAILED` before answering, so a status read right after shows
 //! it, and webhook receipts that raced ahead are never overwritten (one key per event type).
 
-use serde_json::{json, Value};
+use serde_json::json;
 use worker::{Method, Request, Response};
 
 use super::auth::Caller;
@@ -48,8 +48,7 @@ pub async fn send(mut req: Request, caller: &Caller, cx: &Cx) -> Result<Response
     };
     let phone = send.phone_number;
     let path = format!("{}/agentMessages?messageId={message_id}&agentId={agent}", phone_path(&phone));
-    let relayed = Value::Object(send.agent_message).to_string();
-    let answer = rbm::call(&cx.cfg, cx.now_ms, Method::Post, &path, Some(&relayed)).await?;
+    let answer = rbm::call(&cx.cfg, cx.now_ms, Method::Post, &path, Some(&send.relayed_json)).await?;
 
     // 2xx → SENT; 4xx → SEND_FAILED (RBM said no). 5xx says nothing final: not recorded.
     let record = match answer.status {
