@@ -56,6 +56,10 @@ pub async fn handle(req: Request, env: Env) -> Response {
 
 async fn route(req: Request, path: &str, cx: &Cx) -> Result<Response, ApiError> {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    // workers-rs maps methods it does not know (PROPFIND, PURGE, …) to GET: check the raw one.
+    if !KNOWN_METHODS.contains(&req.inner().method().as_str()) {
+        return Err(ApiError::MethodNotAllowed);
+    }
     let method = req.method();
     match segments.as_slice() {
         ["healthz"] => {
@@ -118,6 +122,8 @@ async fn route(req: Request, path: &str, cx: &Cx) -> Result<Response, ApiError> 
         _ => Err(ApiError::NotFound(format!("No route for {path}."))),
     }
 }
+
+const KNOWN_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
 fn allow(method: &Method, allowed: &[Method]) -> Result<(), ApiError> {
     if allowed.contains(method) {

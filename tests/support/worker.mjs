@@ -180,7 +180,7 @@ export async function startWorker({
   const args = [
     'dev', '--config', config, '--ip', '127.0.0.1', '--port', String(port),
     '--inspector-port', String(inspectorPort),
-    '--persist-to', path.join(dir, 'state'), '--local', '--log-level', 'info',
+    '--persist-to', path.join(dir, 'state'), '--local', '--log-level', 'log',
     '--show-interactive-dev-session=false',
   ];
   const env = {
