@@ -37,7 +37,10 @@ pub async fn fetch_with_timeout(req: Request, timeout_ms: u64) -> Result<Respons
     futures_util::pin_mut!(send);
     match select(send, deadline).await {
         Either::Left((Ok(resp), _)) => Ok(resp),
-        Either::Left((Err(e), _)) => Err(FetchError::Network(e.to_string())),
+        // The runtime's messages end in a full stop; ours add their own.
+        Either::Left((Err(e), _)) => {
+            Err(FetchError::Network(e.to_string().trim_end_matches('.').to_string()))
+        }
         Either::Right(((), _)) => {
             controller.abort();
             Err(FetchError::Timeout)
