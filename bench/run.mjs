@@ -682,7 +682,7 @@ async function main() {
   }
   if (byId[1] && byId['1s']) {
     analysis.push(`with FORWARD_SECRET set (1s) a receipt costs ${byId['1s'].cpuMsPerReq} ms vs ${byId[1].cpuMsPerReq} ms (1): +${round(byId['1s'].cpuMsPerReq - byId[1].cpuMsPerReq, 3)} ms ` +
-      `and p50 ${byId['1s'].p50Ms} vs ${byId[1].p50Ms} ms for the statusCallback look-up (a KV list) made before every put, even for messages never sent with a callback.`);
+      `and p50 ${byId['1s'].p50Ms} vs ${byId[1].p50Ms} ms for the statusCallback look-up (one KV get of cb:{id}) made before every put; a list follows only for messages sent with a callback.`);
   }
   if (byId[3] && byId['3k']) {
     analysis.push(`status view (3) ${byId[3].cpuMsPerReq} ms/request vs a bare KV list from JS (3k) ${byId['3k'].cpuMsPerReq} ms: ~${round(byId[3].cpuMsPerReq - byId['3k'].cpuMsPerReq, 3)} ms is the Worker (auth, fold, JSON).`);
