@@ -49,6 +49,11 @@ impl StatusStore {
         if !is_valid_message_id(message_id) {
             return Err(ApiError::InvalidMessageId);
         }
+        self.put(&key(message_id, t), value, Some(meta.bounded())).await
+    }
+
+    /// One blind put with the store's expiry (KV's minimum TTL is 60 s).
+    async fn put(&self, key: &str, value: &str, meta: Option<RecordMeta>) -> Result<(), ApiError> {
         if self.fail_writes {
             return Err(ApiError::StorageUnavailable(
                 "The status store did not accept the write (injected fault).".into(),
@@ -57,16 +62,11 @@ impl StatusStore {
         let unavailable = |e: worker::kv::KvError| {
             ApiError::StorageUnavailable(format!("The status store did not accept the write: {e}."))
         };
-        self.kv
-            .put(&key(message_id, t), value)
-            .map_err(unavailable)?
-            .metadata(meta.bounded())
-            .map_err(unavailable)?
-            // KV's minimum expiration TTL is 60 s.
-            .expiration_ttl(self.ttl_secs.max(60))
-            .execute()
-            .await
-            .map_err(unavailable)
+        let mut put = self.kv.put(key, value).map_err(unavailable)?;
+        if let Some(meta) = meta {
+            put = put.metadata(meta).map_err(unavailable)?;
+        }
+        put.expiration_ttl(self.ttl_secs.max(60)).execute().await.map_err(unavailable)
     }
 
     /// The folded status of `message_id`, or `None` when nothing is recorded.
@@ -97,21 +97,7 @@ impl StatusStore {
 
     /// Stores the `statusCallback` of a message sent through the relay.
     pub async fn set_callback(&self, message_id: &str, url: &str) -> Result<(), ApiError> {
-        if self.fail_writes {
-            return Err(ApiError::StorageUnavailable(
-                "The status store did not accept the write (injected fault).".into(),
-            ));
-        }
-        let unavailable = |e: worker::kv::KvError| {
-            ApiError::StorageUnavailable(format!("The status store did not accept the write: {e}."))
-        };
-        self.kv
-            .put(&callback_key(message_id), url)
-            .map_err(unavailable)?
-            .expiration_ttl(self.ttl_secs.max(60))
-            .execute()
-            .await
-            .map_err(unavailable)
+        self.put(&callback_key(message_id), url, None).await
     }
 
     /// The `statusCallback` of a message, if it was sent with one. A single point read (cached
