@@ -37,15 +37,28 @@ pub async fn send(mut req: Request, caller: &Caller, cx: &Cx) -> Result<Response
         // Callbacks are signed with FORWARD_SECRET; refuse one we could never sign.
         return Err(ApiError::ConfigMissing("FORWARD_SECRET"));
     }
+    let agent = agent_id(send.agent_id, cx)?;
+    let store = StatusStore::open(&cx.env, cx.cfg.status_ttl_secs)?;
+    let message_id = match send.message_id {
+        Some(id) => {
+            if let Caller::Token(_) = caller {
+                // A browser token may not reuse another number's message id (it would take over
+                // that message's status view and callback).
+                require_same_number(&store, &id, &send.phone_number).await?;
+            }
+            id
+        }
+        None => random_uuid().map_err(ApiError::Internal)?,
+    };
     if let Caller::Token(claims) = caller {
+        // Last check before RBM: only sends that reach RBM use the token's budget.
         let ip = req.headers().get("cf-connecting-ip").ok().flatten();
         limits::take_send(&cx.env, claims, ip.as_deref(), cx.now_ms / 1000).await?;
     }
-    let agent = agent_id(send.agent_id, cx)?;
-    let message_id = match send.message_id {
-        Some(id) => id,
-        None => random_uuid().map_err(ApiError::Internal)?,
-    };
+    if let Some(url) = &send.status_callback {
+        // Stored before the relay: a receipt can arrive before RBM's answer reaches us.
+        store.set_callback(&message_id, url).await?;
+    }
     let phone = send.phone_number;
     let path = format!("{}/agentMessages?messageId={message_id}&agentId={agent}", phone_path(&phone));
     let answer = rbm::call(&cx.cfg, cx.now_ms, Method::Post, &path, Some(&send.relayed_json)).await?;
@@ -58,14 +71,7 @@ pub async fn send(mut req: Request, caller: &Caller, cx: &Cx) -> Result<Response
     };
     if let Some(t) = record {
         let meta = api_meta(cx, &phone, &agent, (t == RecordType::SendFailed).then_some(answer.status));
-        record_or_log(
-            cx,
-            &message_id,
-            t,
-            meta,
-            send.status_callback.as_deref().filter(|_| t == RecordType::Sent),
-        )
-        .await;
+        record_or_log(&store, &message_id, t, meta).await;
     }
     let mut out = json!({
         "messageId": message_id,
@@ -101,13 +107,23 @@ pub async fn revoke(req: &Request, message_id: &str, caller: &Caller, cx: &Cx) -
     if !is_e164(&phone) {
         return Err(ApiError::InvalidRequest("phoneNumber must be E.164, like +12223334444.".into()));
     }
-    caller.require(Scope::MessagesSend, Some(&phone))?;
+    if let Caller::Token(_) = caller {
+        // A token must own the message as recorded, and learns no other message's number: a
+        // number taken from the record is refused without naming it.
+        if stored.as_ref().and_then(|v| v.phone_number.as_deref()).is_some_and(|r| r != phone) {
+            return Err(other_number());
+        }
+        let given = query_param(req, "phoneNumber").is_some();
+        caller
+            .require(Scope::MessagesSend, Some(&phone))
+            .map_err(|e| if given { e } else { other_number() })?;
+    }
     let agent = agent_id(query_param(req, "agentId").or_else(|| stored.and_then(|v| v.agent_id)), cx)?;
     let path = format!("{}/agentMessages/{message_id}?agentId={agent}", phone_path(&phone));
     let answer = rbm::call(&cx.cfg, cx.now_ms, Method::Delete, &path, None).await?;
     if answer.is_success() {
         // A late DELIVERED still wins over this (precedence), as Google warns it can.
-        record_or_log(cx, message_id, RecordType::RevokeRequested, api_meta(cx, &phone, &agent, None), None)
+        record_or_log(&store, message_id, RecordType::RevokeRequested, api_meta(cx, &phone, &agent, None))
             .await;
     }
     let out = json!({
@@ -149,20 +165,23 @@ fn api_meta(cx: &Cx, phone: &str, agent: &str, http_status: Option<u16>) -> Reco
     }
 }
 
+/// Refuses a message id already recorded for another phone number (without naming it).
+async fn require_same_number(store: &StatusStore, message_id: &str, phone: &str) -> Result<(), ApiError> {
+    match store.view(message_id).await? {
+        Some(v) if v.phone_number.as_deref().is_some_and(|p| p != phone) => Err(other_number()),
+        _ => Ok(()),
+    }
+}
+
+fn other_number() -> ApiError {
+    ApiError::Forbidden("This messageId belongs to a message for another phone number.".into())
+}
+
 /// RBM has already acted, so its answer is the truth the caller needs; a failed status write
 /// is logged loudly rather than turned into an error (the caller would retry a send that
-/// happened — harmless with the same messageId, but misleading). The status callback, if
-/// any, is stored first, so a receipt that finds SENT also finds the callback.
-async fn record_or_log(cx: &Cx, message_id: &str, t: RecordType, meta: RecordMeta, callback: Option<&str>) {
-    let result = async {
-        let store = StatusStore::open(&cx.env, cx.cfg.status_ttl_secs)?;
-        if let Some(url) = callback {
-            store.set_callback(message_id, url).await?;
-        }
-        store.record(message_id, t, meta, "{}").await
-    }
-    .await;
-    if let Err(e) = result {
+/// happened — harmless with the same messageId, but misleading).
+async fn record_or_log(store: &StatusStore, message_id: &str, t: RecordType, meta: RecordMeta) {
+    if let Err(e) = store.record(message_id, t, meta, "{}").await {
         log::error(
             "status not recorded",
             json!({"messageId": message_id, "type": t.as_str(), "error": e.message()}),

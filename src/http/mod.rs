@@ -10,6 +10,8 @@ pub mod webhook;
 
 use std::rc::Rc;
 
+use futures_util::StreamExt;
+
 use worker::{Env, Method, Request, Response};
 
 use crate::config::Config;
@@ -138,17 +140,25 @@ fn authorize(req: &Request, cx: &Cx) -> Result<Caller, ApiError> {
     auth::caller(req, cx)
 }
 
-/// Reads a request body of at most `max` bytes (413 beyond, announced or not).
+/// Reads a request body of at most `max` bytes: 413 beyond, announced or not. The body is
+/// streamed and counted, so a chunked upload with no Content-Length cannot make the isolate
+/// buffer more than `max` (+ one chunk) before it is refused.
 pub async fn read_body(req: &mut Request, max: usize) -> Result<Vec<u8>, ApiError> {
     let announced =
         req.headers().get("content-length").ok().flatten().and_then(|v| v.trim().parse::<usize>().ok());
     if announced.is_some_and(|n| n > max) {
         return Err(ApiError::PayloadTooLarge(max));
     }
-    let body =
-        req.bytes().await.map_err(|_| ApiError::InvalidRequest("The body could not be read.".into()))?;
-    if body.len() > max {
-        return Err(ApiError::PayloadTooLarge(max));
+    let Ok(mut stream) = req.stream() else {
+        return Ok(Vec::new()); // no body at all
+    };
+    let mut body = Vec::with_capacity(announced.unwrap_or(0));
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| ApiError::InvalidRequest("The body could not be read.".into()))?;
+        if body.len() + chunk.len() > max {
+            return Err(ApiError::PayloadTooLarge(max));
+        }
+        body.extend_from_slice(&chunk);
     }
     Ok(body)
 }

@@ -20,7 +20,7 @@ use crate::config::{Config, Processing};
 use crate::core::event::Decoded;
 use crate::core::ids::is_valid_message_id;
 use crate::core::outbound::{forward_document, stable_event_id};
-use crate::core::route::{targets, Target};
+use crate::core::route::{targets, ForwardKinds, Target};
 use crate::core::status::{fold, project, RecordMeta, RecordType};
 use crate::error::ApiError;
 use crate::log;
@@ -79,10 +79,17 @@ impl Job {
 /// In the webhook request: hand a verified event to processing. Errors mean "not safe yet"
 /// and become a non-200, so RBM retries.
 pub async fn accept(env: &Env, cfg: &Config, decoded: Decoded, meta: Receipt) -> Result<(), ApiError> {
-    match cfg.processing {
-        Processing::Queue => queue::enqueue(env, &Job::Event(EventJob { event: decoded.raw, meta })).await,
-        Processing::Inline => apply_event(env, cfg, &decoded, &meta, Processing::Inline).await,
+    // A queue message holds at most 128 KB; RBM events are a few KB, but a larger one is
+    // processed in the request rather than refused forever.
+    if cfg.processing == Processing::Inline || decoded.raw.len() > queue::MAX_QUEUED_EVENT {
+        return apply_event(env, cfg, &decoded, &meta, Processing::Inline).await;
     }
+    queue::enqueue(env, &Job::Event(EventJob { event: decoded.raw, meta })).await
+}
+
+/// The kinds forwarded, or `None` when no backend is configured.
+fn forward_kinds(cfg: &Config) -> Option<&ForwardKinds> {
+    cfg.forward_url.as_ref().map(|_| &cfg.forward_kinds)
 }
 
 /// Runs every target of one event. An error means "retry me" (nothing is lost by redoing the
@@ -94,8 +101,7 @@ pub async fn apply_event(
     meta: &Receipt,
     mode: Processing,
 ) -> Result<(), ApiError> {
-    let forward_kinds = cfg.forward_url.as_ref().map(|_| &cfg.forward_kinds);
-    for target in targets(&decoded.event, forward_kinds) {
+    for target in targets(&decoded.event, forward_kinds(cfg)) {
         match target {
             Target::RecordStatus(t) => record_status(env, cfg, decoded, meta, t, mode).await?,
             Target::Forward => forward_event(cfg, decoded, meta).await?,
@@ -114,9 +120,9 @@ async fn forward_event(cfg: &Config, decoded: &Decoded, meta: &Receipt) -> Resul
 }
 
 /// Records a receipt or TTL notice; when it changes the message's status and the message has
-/// a `statusCallback`, the callback is dispatched **before** the write, so a failure to
-/// dispatch leaves the change un-recorded and the retry dispatches it again (at-least-once,
-/// with a stable `webhook-id` for the receiver to deduplicate).
+/// a `statusCallback`, the callback job is enqueued **before** the write, so a failure to
+/// enqueue leaves the change un-recorded and the retry enqueues it again (at-least-once, with a
+/// stable `webhook-id` for the receiver to deduplicate). Inline, see below.
 async fn record_status(
     env: &Env,
     cfg: &Config,
@@ -138,15 +144,30 @@ async fn record_status(
     let store = StatusStore::open(env, cfg.status_ttl_secs)?;
     // Callbacks are signed with FORWARD_SECRET; without it none can exist (the send relay
     // refuses a statusCallback), so the extra read is skipped.
-    if cfg.forward_secret.is_some() {
-        if let Some(cb) = status_change_callback(&store, message_id, t, &meta).await? {
-            match mode {
-                Processing::Queue => queue::enqueue(env, &Job::Callback(cb)).await?,
-                Processing::Inline => deliver_callback(cfg, &cb).await?,
+    let callback = match cfg.forward_secret {
+        Some(_) => status_change_callback(&store, message_id, t, &meta).await?,
+        None => None,
+    };
+    match (callback, mode) {
+        (None, _) => store.record(message_id, t, meta, &decoded.raw).await,
+        (Some(cb), Processing::Queue) => {
+            queue::enqueue(env, &Job::Callback(cb)).await?;
+            store.record(message_id, t, meta, &decoded.raw).await
+        }
+        (Some(cb), Processing::Inline) => {
+            // Without a queue the receipt is recorded first and the callback is best effort: a
+            // slow or dead callback URL must not hold up RBM's delivery queue (shared by all
+            // of a partner's agents) nor leave the receipt unrecorded.
+            store.record(message_id, t, meta, &decoded.raw).await?;
+            if let Err(e) = deliver_callback(cfg, &cb).await {
+                log::error(
+                    "status callback failed (inline: not retried)",
+                    json!({"webhookId": cb.id, "error": e.message()}),
+                );
             }
+            Ok(())
         }
     }
-    store.record(message_id, t, meta, &decoded.raw).await
 }
 
 /// The callback to send if recording `t` changes the message's status, else `None`.

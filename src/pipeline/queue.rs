@@ -15,6 +15,9 @@ use crate::log;
 use crate::store::dead_letters::DeadLetters;
 
 pub const BINDING: &str = "EVENTS";
+/// Events longer than this are applied in the webhook request instead of being queued: a
+/// queue message holds at most 128 KB, and the event is escaped inside the job's JSON.
+pub const MAX_QUEUED_EVENT: usize = 96 * 1024;
 /// Longest retry delay (Google's own webhook retries back off to 600 s).
 const MAX_RETRY_DELAY_SECS: u64 = 600;
 

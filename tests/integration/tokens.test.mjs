@@ -399,14 +399,18 @@ describe('scoped tokens', () => {
       assert.equal(ok.json.status, 'REVOKE_REQUESTED', ok.text);
       const otherId = await sendWithApiKey(OTHER_PHONE);
       const before = fake.requests.length;
-      assertForbidden(await call(workers.main, 'DELETE', `/v1/messages/${otherId}`, { headers: browser(sender) }), [OTHER_PHONE], 'revoke another number\'s message');
+      const theirs = await call(workers.main, 'DELETE', `/v1/messages/${otherId}`, { headers: browser(sender) });
+      assertForbidden(theirs, ['another phone number'], 'revoke another number\'s message');
+      assert.ok(!theirs.text.includes(OTHER_PHONE), `the 403 must not reveal the message's number: ${theirs.text}`);
       assertForbidden(await call(workers.main, 'DELETE', `/v1/messages/${otherId}?phoneNumber=${encodeURIComponent(OTHER_PHONE)}`, { headers: browser(sender) }), [OTHER_PHONE], 'revoke naming the other number');
       assert.equal(fake.requests.length, before, 'the refused revokes reached nobody');
       assert.equal(fake.requests.filter((r) => r.method === 'DELETE').length, 1, 'only the allowed revoke reached Google');
-      // Naming its own number for another number's message id: RBM keys messages by number, so
-      // nothing is revoked (the fake answers 404) and the message stays SENT.
+      // Naming its own number for another number's message id: refused before RBM, without
+      // revealing the recorded number, and the message stays SENT.
       const sneaky = await call(workers.main, 'DELETE', `/v1/messages/${otherId}?phoneNumber=%2B12223334444`, { headers: browser(sender) });
-      assert.notEqual(sneaky.status, 200, `revoke of another number's message under our number: ${sneaky.text}`);
+      assertForbidden(sneaky, ['another phone number'], 'revoke of another number\'s message under our number');
+      assert.ok(!sneaky.text.includes(OTHER_PHONE), sneaky.text);
+      assert.equal(fake.requests.length, before, 'the refused revokes reached nobody');
       const view = await call(workers.main, 'GET', `/v1/messages/${otherId}`);
       assert.equal(view.json?.status, 'SENT', view.text);
     });
