@@ -22,8 +22,8 @@ build-faults/index_bg.wasm: $(shell find src -name '*.rs') Cargo.toml Cargo.lock
 	@CARGO_TARGET_DIR=target/faults bash scripts/build.sh --no-opt --out-dir build-faults . --features fault-injection
 
 # Local Worker on http://127.0.0.1:8787 in workerd (wrangler dev), local KV and Queues
-# under .wrangler/.
-dev: build
+# under .wrangler/. wrangler runs the build itself ([build] in wrangler.toml).
+dev: setup
 	npx wrangler dev --ip 127.0.0.1 --port 8787 --local
 
 # Everything: lint, native unit tests of the core, then the Worker in workerd over HTTP.

@@ -48,7 +48,7 @@ pub enum UserContent {
     UserFile(UserFile),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct SuggestionResponse {
     pub postback_data: Option<String>,
@@ -58,13 +58,13 @@ pub struct SuggestionResponse {
     pub kind: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Location {
     pub latitude: Option<f64>,
     pub longitude: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct UserFile {
     pub thumbnail: Option<FileInfo>,
     pub payload: Option<FileInfo>,
@@ -143,9 +143,36 @@ struct Wire {
     send_time: Option<String>,
     event_type: Option<String>,
     text: Option<String>,
-    suggestion_response: Option<SuggestionResponse>,
-    location: Option<Location>,
-    user_file: Option<UserFile>,
+    // Content objects are read leniently (see `lenient`): an odd field inside one must not
+    // make the whole verified event "not understood".
+    suggestion_response: Option<serde_json::Value>,
+    location: Option<serde_json::Value>,
+    user_file: Option<serde_json::Value>,
+}
+
+/// A content object typed where it matches the model; fields of an unexpected type (say a
+/// size sent as a string) become `None` rather than losing the event. The raw JSON keeps them.
+fn lenient<T: serde::de::DeserializeOwned + Default>(v: serde_json::Value) -> T {
+    match serde_json::from_value(v.clone()) {
+        Ok(t) => t,
+        Err(_) => match v {
+            // Keep the fields that do fit: drop each one that breaks the typed parse.
+            serde_json::Value::Object(mut map) => {
+                let keys: Vec<String> = map.keys().cloned().collect();
+                for k in keys {
+                    let mut probe = serde_json::Map::new();
+                    if let Some(val) = map.get(&k) {
+                        probe.insert(k.clone(), val.clone());
+                    }
+                    if serde_json::from_value::<T>(serde_json::Value::Object(probe)).is_err() {
+                        map.remove(&k);
+                    }
+                }
+                serde_json::from_value(serde_json::Value::Object(map)).unwrap_or_default()
+            }
+            _ => T::default(),
+        },
+    }
 }
 
 impl Decoded {
@@ -213,11 +240,11 @@ impl RbmEvent {
         let content = if let Some(t) = w.text {
             UserContent::Text(t)
         } else if let Some(s) = w.suggestion_response {
-            UserContent::SuggestionResponse(s)
+            UserContent::SuggestionResponse(lenient(s))
         } else if let Some(l) = w.location {
-            UserContent::Location(l)
+            UserContent::Location(lenient(l))
         } else if let Some(f) = w.user_file {
-            UserContent::UserFile(f)
+            UserContent::UserFile(lenient(f))
         } else {
             return RbmEvent::Unknown;
         };
@@ -404,6 +431,29 @@ mod tests {
         ));
         assert_eq!(d.event.kind(), "text");
         assert!(d.raw.contains("richMessageClassification"));
+    }
+
+    #[test]
+    fn odd_fields_inside_content_do_not_lose_the_event() {
+        let d = decode(
+            r#"{"senderPhoneNumber":"+1","messageId":"U","userFile":{"payload":{"fileUri":"https://x/p","fileSizeBytes":"127806"},"thumbnail":7}}"#,
+        );
+        let RbmEvent::UserMessage(UserMessage { content: UserContent::UserFile(f), .. }) = &d.event else {
+            panic!("still a userFile: {:?}", d.event)
+        };
+        assert!(f.thumbnail.is_none());
+        assert_eq!(d.event.kind(), "userFile");
+        let d = decode(
+            r#"{"senderPhoneNumber":"+1","messageId":"U","location":{"latitude":"37.4","longitude":-122.08}}"#,
+        );
+        let RbmEvent::UserMessage(UserMessage { content: UserContent::Location(l), .. }) = &d.event else {
+            panic!("still a location")
+        };
+        assert_eq!((l.latitude, l.longitude), (None, Some(-122.08)));
+        assert_eq!(
+            decode(r#"{"senderPhoneNumber":"+1","suggestionResponse":"x"}"#).event.kind(),
+            "suggestionResponse"
+        );
     }
 
     #[test]

@@ -73,12 +73,31 @@ pub fn forward_document(decoded: &Decoded, id: &str, received_at_ms: u64) -> Str
     serde_json::to_string(&doc).unwrap_or_default()
 }
 
+/// `https://host:port` of a URL: what errors and logs name, since the path and query of a
+/// webhook URL often carry credentials.
+pub fn url_origin(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    url.get(after_scheme..)
+        .and_then(|rest| rest.find(['/', '?', '#']))
+        .and_then(|end| url.get(..after_scheme + end))
+        .unwrap_or(url)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn decode(s: &str) -> Decoded {
         Decoded::from_bytes(s.as_bytes().to_vec()).expect("decodes")
+    }
+
+    #[test]
+    fn origins_hide_paths_and_queries() {
+        assert_eq!(url_origin("https://b.example.com/hooks/rbm?token=s3cret"), "https://b.example.com");
+        assert_eq!(url_origin("http://127.0.0.1:9000/cb/x"), "http://127.0.0.1:9000");
+        assert_eq!(url_origin("https://b.example.com?k=v"), "https://b.example.com");
+        assert_eq!(url_origin("https://b.example.com"), "https://b.example.com");
+        assert_eq!(url_origin("ünïcode://x/y"), "ünïcode://x");
     }
 
     #[test]

@@ -9,12 +9,14 @@ use serde_json::json;
 use worker::{Headers, Method, Request, RequestInit};
 
 use crate::config::Config;
+use crate::core::outbound::url_origin;
 use crate::core::webhook_sign::{parse_secret, sign, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 use crate::error::ApiError;
 use crate::log;
 use crate::runtime::{fetch_with_timeout, FetchError};
 
 pub async fn deliver(cfg: &Config, url: &str, secret: &str, id: &str, body: &str) -> Result<(), ApiError> {
+    let shown = url_origin(url);
     let key =
         parse_secret(secret).map_err(|e| ApiError::ConfigInvalid("FORWARD_SECRET", e.describe().into()))?;
     let timestamp = worker::Date::now().as_millis() / 1000;
@@ -27,17 +29,17 @@ pub async fn deliver(cfg: &Config, url: &str, secret: &str, id: &str, body: &str
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_headers(headers).with_body(Some(body.into()));
     let req = Request::new_with_init(url, &init)
-        .map_err(|_| ApiError::ConfigInvalid("FORWARD_URL", format!("{url} is not a valid URL")))?;
+        .map_err(|_| ApiError::ConfigInvalid("FORWARD_URL", format!("{shown}… is not a valid URL")))?;
     let status = match fetch_with_timeout(req, cfg.timeout_ms).await {
         Ok(resp) => resp.status_code(),
         Err(FetchError::Timeout) => {
             return Err(ApiError::UpstreamTimeout(format!(
-                "{url} did not answer within {} ms.",
+                "{shown} did not answer within {} ms.",
                 cfg.timeout_ms
             )))
         }
         Err(FetchError::Network(why)) => {
-            return Err(ApiError::Upstream(format!("{url} could not be reached: {why}.")))
+            return Err(ApiError::Upstream(format!("{shown} could not be reached: {why}.")))
         }
     };
     match status {
@@ -45,10 +47,10 @@ pub async fn deliver(cfg: &Config, url: &str, secret: &str, id: &str, body: &str
         410 => {
             log::error(
                 "delivery dropped: the receiver answered 410 Gone",
-                json!({"url": url, "webhookId": id}),
+                json!({"receiver": shown, "webhookId": id}),
             );
             Ok(())
         }
-        other => Err(ApiError::Upstream(format!("{url} answered HTTP {other}."))),
+        other => Err(ApiError::Upstream(format!("{shown} answered HTTP {other}."))),
     }
 }
