@@ -141,8 +141,10 @@ fn authorize(req: &Request, cx: &Cx) -> Result<Caller, ApiError> {
 }
 
 /// Reads a request body of at most `max` bytes: 413 beyond, announced or not. The body is
-/// streamed and counted, so a chunked upload with no Content-Length cannot make the isolate
-/// buffer more than `max` (+ one chunk) before it is refused.
+/// streamed and counted, so a chunked upload with no Content-Length never makes the isolate
+/// hold more than `max` (+ one chunk). The rest of an oversized body is read and discarded
+/// rather than abandoned: dropping a half-read request stream in workerd takes the isolate
+/// down with it ("worker restarted mid-request" for the next request).
 pub async fn read_body(req: &mut Request, max: usize) -> Result<Vec<u8>, ApiError> {
     let announced =
         req.headers().get("content-length").ok().flatten().and_then(|v| v.trim().parse::<usize>().ok());
@@ -153,12 +155,18 @@ pub async fn read_body(req: &mut Request, max: usize) -> Result<Vec<u8>, ApiErro
         return Ok(Vec::new()); // no body at all
     };
     let mut body = Vec::with_capacity(announced.unwrap_or(0));
+    let mut too_large = false;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|_| ApiError::InvalidRequest("The body could not be read.".into()))?;
-        if body.len() + chunk.len() > max {
-            return Err(ApiError::PayloadTooLarge(max));
+        if too_large || body.len() + chunk.len() > max {
+            too_large = true;
+            body = Vec::new();
+            continue;
         }
         body.extend_from_slice(&chunk);
+    }
+    if too_large {
+        return Err(ApiError::PayloadTooLarge(max));
     }
     Ok(body)
 }
