@@ -388,6 +388,21 @@ describe('scoped tokens', () => {
       assert.equal(fake.requests.length, 0);
     });
 
+    test('a token may not reuse a messageId recorded for another number -> 403 without naming it; nothing relayed, budget untouched', async () => {
+      const otherId = await sendWithApiKey(OTHER_PHONE);
+      const sender = await mintToken({ scopes: ['messages:send', 'messages:read'], phoneNumbers: [PHONE], maxSends: 1 });
+      const before = createRequests().length;
+      const res = await sendWith(browser(sender), textMessage(PHONE, { messageId: otherId }));
+      assertForbidden(res, ['another phone number'], 'reused messageId of another number');
+      assert.ok(!res.text.includes(OTHER_PHONE), `the 403 must not reveal the other number: ${res.text}`);
+      assert.equal(createRequests().length, before, 'nothing relayed');
+      const view = await call(workers.main, 'GET', `/v1/messages/${otherId}`);
+      assert.equal(view.json.phoneNumber, OTHER_PHONE, 'the other message keeps its number');
+      // The refused send did not use the token's only send.
+      const own = await sendWith(browser(sender), textMessage(PHONE));
+      assert.equal(own.status, 200, own.text);
+    });
+
     test('revoke (DELETE) needs messages:send and the number: own message -> 200; read-only token -> 403; other number -> 403', async () => {
       const sender = await mintToken({ scopes: ['messages:send'], phoneNumbers: [PHONE] });
       const id = crypto.randomUUID();
