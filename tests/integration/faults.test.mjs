@@ -86,20 +86,6 @@ function logLines(worker, msg) {
   return out;
 }
 
-/**
- * Everything captured of a Worker: the harness's copy of wrangler's console (--log-level info,
- * which drops the Worker's console.log) plus wrangler's debug log file (every level). Read
- * before the Worker stops.
- */
-function captured(worker) {
-  let text = worker.logs();
-  const dir = path.join(worker.dir, 'wrangler-debug-logs');
-  if (fs.existsSync(dir)) {
-    for (const f of fs.readdirSync(dir).sort()) text += `\n${fs.readFileSync(path.join(dir, f), 'utf8')}`;
-  }
-  return text;
-}
-
 function saKeyWithTokenUri(uri) {
   const key = JSON.parse(google.serviceAccountKey);
   key.token_uri = uri;
@@ -420,7 +406,7 @@ describe('faults', () => {
     const unexpected = answers.filter((a) => a.status >= 500 && !a.expected5xx);
     assert.deepEqual(unexpected, []);
     for (const [name, worker] of Object.entries(w)) {
-      const logs = captured(worker);
+      const logs = worker.logs();
       assertCleanLogs(logs);
       for (const bad of ['RuntimeError', FORWARD_SECRET.slice('whsec_'.length), 'BEGIN PRIVATE KEY', 'ya29.']) {
         assert.ok(!logs.includes(bad), `${name} logs contain ${JSON.stringify(bad)}`);

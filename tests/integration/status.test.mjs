@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 
 import { startWorker } from '../support/worker.mjs';
+import { prng } from '../soak/soak.mjs';
 import { inlineConfig, TOKENS, API_KEYS } from '../support/config.mjs';
 import { assertError, assertCleanLogs } from '../support/assert.mjs';
 import * as rbm from '../support/rbm.mjs';
@@ -79,18 +80,6 @@ function assertEntries(view, events) {
     assert.ok(received >= t0 - 60_000 && received <= Date.now() + 60_000, `${type}.receivedAt is about now: ${e.receivedAt}`);
   }
   assert.ok(Number.isFinite(Date.parse(view.updatedAt)), `updatedAt is a timestamp: ${view.updatedAt}`);
-}
-
-/** Deterministic PRNG (mulberry32), so a failing mix can be replayed. */
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 describe('message status from receipts and TTL notices', () => {

@@ -8,14 +8,12 @@
 // secret and its base64 body, TOKEN_SIGNING_KEY, and every browser token minted. No error body
 // and no forwarded document may contain them either.
 //
-// What is captured: the harness's w.logs() (wrangler's console at --log-level info, which drops
-// the Worker's console.log lines) PLUS wrangler's debug log file in the Worker's temp dir
-// (WRANGLER_LOG_PATH, every level, console.log included), read before the Workers stop.
+// What is captured: the harness's w.logs() — wrangler's console at --log-level log, so the
+// Worker's console.log lines (queue consumer included) are in it; the sanity test below fails
+// if they ever go missing.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
 
 import { startWorker } from '../support/worker.mjs';
 import { assertError } from '../support/assert.mjs';
@@ -62,16 +60,6 @@ async function hook(w, what, env) {
 
 function expectStatus(res, status, what) {
   assert.equal(res.status, status, `${what}: ${res.status} ${res.text.slice(0, 300)}`);
-}
-
-/** Everything captured of one Worker: the harness's copy of wrangler's console + wrangler's debug log (all levels). */
-function captured(w) {
-  let text = w.logs();
-  const dir = path.join(w.dir, 'wrangler-debug-logs');
-  if (fs.existsSync(dir)) {
-    for (const f of fs.readdirSync(dir).sort()) text += `\n${fs.readFileSync(path.join(dir, f), 'utf8')}`;
-  }
-  return text;
 }
 
 function keyFragments() {
@@ -285,19 +273,19 @@ describe('no secret in any log (every route, inline and queue)', () => {
     assert.ok(dl, `dead-lettered within 45 s: ${list.text}`);
     expectStatus(await call(w, 'replay', 'POST', `/v1/dead-letters/${encodeURIComponent(dl.id)}/replay`), 202, 'replay');
     await sink.waitFor((d) => d.id === `rbm_msg_${ev.messageId}` && d.status === 200, 15_000);
-    await sleep(1000); // let the consumer's last log lines reach the debug log file
+    await sleep(1000); // let the consumer's last console lines arrive
   });
 
   test('the logs are captured (sanity): both Workers logged events, the queue Worker its consumer', () => {
     for (const [name, w] of Object.entries(workers)) {
-      const logs = captured(w);
+      const logs = w.logs();
       assert.match(logs, /"msg":"event received"/, `${name}: event logs captured`);
       assert.match(logs, /"msg":"webhook handshake accepted"/, `${name}: info logs captured`);
       assert.match(logs, /"msg":"verified event not understood"/, `${name}: not-understood logs captured`);
       assert.match(logs, /"msg":"request failed"/, `${name}: 5xx logs captured`);
     }
-    assert.match(captured(workers.queue), /"msg":"job dead-lettered; kept for replay"/, 'queue consumer logs captured');
-    assert.match(captured(workers.queue), /"msg":"job failed; will retry"/, 'queue consumer retries captured');
+    assert.match(workers.queue.logs(), /"msg":"job dead-lettered; kept for replay"/, 'queue consumer logs captured');
+    assert.match(workers.queue.logs(), /"msg":"job failed; will retry"/, 'queue consumer retries captured');
     assert.ok(google.tokens.size >= 3, `the fake issued several access tokens (${google.tokens.size})`);
     assert.ok(minted.size >= 4, `browser tokens minted (${minted.size})`);
   });
@@ -305,7 +293,7 @@ describe('no secret in any log (every route, inline and queue)', () => {
   test('no secret in any captured log', () => {
     const list = secrets();
     for (const [name, w] of Object.entries(workers)) {
-      const logs = captured(w);
+      const logs = w.logs();
       assert.ok(logs.length > 10_000, `${name}: ${logs.length} characters of logs captured`);
       const hits = findSecrets(logs, [...list, ['panic', 'panicked'], ['wasm trap', 'RuntimeError']]);
       assert.deepEqual(hits, [], `${name} Worker logs`);
