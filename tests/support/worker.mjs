@@ -99,7 +99,7 @@ function repoCompatDate() {
 }
 
 /** The wrangler.toml written for one test Worker (no [build]: build/ is pre-built). */
-export function renderWranglerToml({ name, vars = {}, kv = true, queues = false, extraToml = '' }) {
+export function renderWranglerToml({ name, vars = {}, kv = true, queues = false, assets = false, extraToml = '' }) {
   const lines = [
     `name = ${tomlString(name)}`,
     `main = "index.js"`,
@@ -110,6 +110,10 @@ export function renderWranglerToml({ name, vars = {}, kv = true, queues = false,
     lines.push('[vars]');
     for (const [k, v] of Object.entries(vars)) lines.push(`${tomlKey(k)} = ${tomlString(v)}`);
     lines.push('');
+  }
+  if (assets) {
+    // The repo's static files (console page, OpenAPI document), served before the Worker.
+    lines.push('[assets]', `directory = ${tomlString(path.join(REPO, 'public'))}`, '');
   }
   if (kv) {
     lines.push('[[kv_namespaces]]', 'binding = "STATUS"', 'id = "status-local"', '');
@@ -154,13 +158,14 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  * @param {Record<string,string>} [opts.secrets]  written to .dev.vars
  * @param {boolean} [opts.kv=true]                bind KV namespace STATUS
  * @param {boolean} [opts.queues=false]           bind EVENTS / EVENTS_DLQ producers + consumers
+ * @param {boolean} [opts.assets=false]           serve <repo>/public as static assets ([assets])
  * @param {string}  [opts.extraToml]              raw TOML appended to wrangler.toml
  * @param {string}  [opts.name]                   Worker name (default rbm-edge-test)
  * @param {string}  [opts.buildDir]               pre-built Worker dir (default $RBM_EDGE_BUILD_DIR or <repo>/build)
  * @returns {Promise<{url:string, port:number, stop:()=>Promise<void>, logs:()=>string, dir:string}>}
  */
 export async function startWorker({
-  vars = {}, secrets = {}, kv = true, queues = false, extraToml = '', name = 'rbm-edge-test',
+  vars = {}, secrets = {}, kv = true, queues = false, assets = false, extraToml = '', name = 'rbm-edge-test',
   buildDir = process.env.RBM_EDGE_BUILD_DIR || path.join(REPO, 'build'),
 } = {}) {
   if (!fs.existsSync(path.join(buildDir, 'index.js'))) {
@@ -170,7 +175,7 @@ export async function startWorker({
   const work = path.join(dir, 'worker');
   fs.cpSync(buildDir, work, { recursive: true });
   const config = path.join(work, 'wrangler.toml');
-  fs.writeFileSync(config, renderWranglerToml({ name, vars, kv, queues, extraToml }));
+  fs.writeFileSync(config, renderWranglerToml({ name, vars, kv, queues, assets, extraToml }));
   if (Object.keys(secrets).length > 0) fs.writeFileSync(path.join(work, '.dev.vars'), renderDevVars(secrets));
   fs.mkdirSync(path.join(dir, 'state'));
 
