@@ -38,7 +38,6 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   npm ci --no-audit --no-fund --loglevel=error >/dev/null
 fi
 
-if [ ! -f .dev.vars ]; then
-  cp .dev.vars.example .dev.vars
-  say "created .dev.vars from .dev.vars.example (local secrets for make dev)"
-fi
+# .dev.vars (local secrets for make dev) from .dev.vars.example, with a local service-account key
+# for the RBM simulator when it has none (openssl; never committed: .dev.vars is gitignored).
+bash scripts/dev-vars.sh .dev.vars
