@@ -1,0 +1,62 @@
+// GET /openapi.json from a Worker serving public/ as static assets (as wrangler.toml deploys
+// it), and the response check of tests/support/openapi-hook.mjs live against that Worker: it
+// must know the harness's Worker, and every answer below goes through it (a mismatch with the
+// document throws from fetch). Imports the hook itself, so it also runs without the preload.
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+
+import { watchedWorkers } from '../support/openapi-hook.mjs';
+import { DOC_PATH } from '../support/openapi.mjs';
+import { startWorker } from '../support/worker.mjs';
+import { inlineConfig, API_KEYS } from '../support/config.mjs';
+
+let worker;
+
+describe('GET /openapi.json (static asset) and the response check', () => {
+  before(async () => {
+    worker = await startWorker({ ...inlineConfig(), assets: true, name: 'rbm-edge-openapi-test' });
+  });
+  after(async () => { await worker?.stop(); });
+
+  test('the hook checks this Worker (it learnt the port from the harness\'s wrangler)', () => {
+    assert.deepEqual(watchedWorkers().get(worker.port), { port: worker.port, assets: true });
+  });
+
+  test('GET /openapi.json answers the document, as JSON', async () => {
+    const res = await fetch(`${worker.url}/openapi.json`);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /^application\/json/);
+    assert.deepEqual(await res.json(), JSON.parse(fs.readFileSync(DOC_PATH, 'utf8')));
+  });
+
+  test('answers outside the document\'s operations still match it (404, 405, 401, preflight, HEAD)', async () => {
+    const key = { authorization: `Bearer ${API_KEYS[0]}` };
+    for (const [method, p, status, headers, body] of [
+      ['GET', '/healthz', 200],
+      ['HEAD', '/healthz', 200],
+      ['GET', '/no/such/path', 404],
+      ['GET', '/v1/nothing-here', 404, key],
+      ['PUT', '/healthz', 405],
+      ['DELETE', '/v1/tokens', 405, key],
+      ['OPTIONS', '/v1/messages', 204, { origin: 'https://app.example.com', 'access-control-request-method': 'POST' }],
+      ['GET', '/v1/messages/0f8a2c1e-1b2c-4d5e-8f90-123456789abc', 401],
+      ['GET', '/v1/messages/0f8a2c1e-1b2c-4d5e-8f90-123456789abc', 404, key],
+      ['GET', '/v1/messages/bad:id', 400, key],
+      ['POST', '/webhook', 400, { 'content-type': 'application/json' }, '[]'],
+    ]) {
+      const res = await fetch(`${worker.url}${p}`, { method, headers, body });
+      await res.arrayBuffer();
+      assert.equal(res.status, status, `${method} ${p}`);
+    }
+  });
+
+  test('the webhook handshake answers text/plain, as documented', async () => {
+    const res = await fetch(`${worker.url}/webhook`, {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ clientToken: 'tok-new', secret: '1234567890' }),
+    });
+    assert.equal(res.status, 200);
+    assert.equal(await res.text(), '1234567890');
+  });
+});
