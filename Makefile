@@ -38,7 +38,7 @@ test-unit: setup
 	cargo test --quiet
 
 test-integration: build build-faults/index_bg.wasm
-	node --test --test-concurrency=1 tests/fakes/ tests/integration/
+	node --import ./tests/support/openapi-hook.mjs --test --test-concurrency=1 tests/fakes/ tests/openapi/ tests/integration/
 
 # Throughput, latency, CPU per request and cold start of the release build in workerd
 # (no wrangler proxy); writes bench/results.json. Not part of `make test`.
