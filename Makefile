@@ -22,9 +22,17 @@ build-faults/index_bg.wasm: $(shell find src -name '*.rs') Cargo.toml Cargo.lock
 	@CARGO_TARGET_DIR=target/faults bash scripts/build.sh --no-opt --out-dir build-faults . --features fault-injection
 
 # Local Worker on http://127.0.0.1:8787 in workerd (wrangler dev), local KV and Queues
-# under .wrangler/. wrangler runs the build itself ([build] in wrangler.toml).
+# under .wrangler/, plus the local RBM simulator on http://127.0.0.1:8788 (sim/) wired to it;
+# Ctrl-C stops both. wrangler runs the build itself ([build] in wrangler.toml). Only the Worker
+# runs when .dev.vars sets RBM_API_BASE elsewhere (say Google's). See scripts/dev.mjs.
 dev: setup
-	npx wrangler dev --ip 127.0.0.1 --port 8787 --local
+	@node scripts/dev.mjs
+
+# The local RBM simulator alone (keys and client token from .dev.vars), posting webhooks to
+# http://127.0.0.1:8787/webhook. `node sim/main.mjs --help` for ports and timings.
+.PHONY: sim
+sim: setup
+	@node sim/main.mjs
 
 # Everything: lint, native unit tests of the core, then the Worker in workerd over HTTP.
 test: build lint test-unit test-integration
