@@ -20,6 +20,7 @@
 
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -132,6 +133,16 @@ process.on('exit', () => {
   if (child && child.exitCode === null) { try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ } }
   cleanupTmp();
 });
+
+/** Fails fast when something already listens on the Worker's port (its /healthz would fool us). */
+async function portFree(p) {
+  const srv = net.createServer();
+  return new Promise((resolve) => {
+    srv.once('error', () => resolve(false));
+    srv.listen(p, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+}
+if (!(await portFree(port))) await shutdown(1, `port ${port} is in use (another make dev?): set RBM_DEV_PORT`);
 
 // ------------------------------------------------------------------ simulator
 let envFile = fs.existsSync(devVarsPath) ? devVarsPath : null;
