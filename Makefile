@@ -34,6 +34,11 @@ dev: setup
 sim: setup
 	@node sim/main.mjs
 
+# The simulator alone, the Worker ↔ simulator loop, and make dev's script end to end (tests/sim/).
+.PHONY: test-sim
+test-sim: build
+	node --test --test-concurrency=1 tests/sim/
+
 # Everything: lint, native unit tests of the core, then the Worker in workerd over HTTP.
 test: build lint test-unit test-integration
 
