@@ -40,7 +40,7 @@ test-sim: build
 	node --test --test-concurrency=1 tests/sim/
 
 # Everything: lint, native unit tests of the core, then the Worker in workerd over HTTP.
-test: build lint test-unit test-integration
+test: build lint test-unit test-integration test-browser
 
 lint: setup
 	cargo fmt --check
@@ -52,6 +52,14 @@ test-unit: setup
 
 test-integration: build build-faults/index_bg.wasm
 	node --import ./tests/support/openapi-hook.mjs --test --test-concurrency=1 tests/fakes/ tests/openapi/ tests/integration/
+
+# The console page (public/) in headless Chromium (Debian's, installed by scripts/setup-browser.sh)
+# against the Worker with its static assets, Queues and the RBM simulator (tests/browser/);
+# screenshots in tests/browser/out/.
+.PHONY: test-browser
+test-browser: build
+	@bash scripts/setup-browser.sh
+	node --test --test-concurrency=1 tests/browser/
 
 # Throughput, latency, CPU per request and cold start of the release build in workerd
 # (no wrangler proxy); writes bench/results.json. Not part of `make test`.
