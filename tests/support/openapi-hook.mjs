@@ -13,14 +13,19 @@
 //   Content-Type, body against the schema with ajv; other paths against the standard 404/405
 //   error, OPTIONS /v1/… against the preflight). A mismatch throws from fetch, failing the
 //   calling test with the operation, status, ajv errors and a body excerpt. The test gets the
-//   original, unread Response otherwise. WebSocket upgrades (ws, node:http) are not fetches
-//   and are not seen.
+//   original, unread Response otherwise.
+// - Raw node:http requests (the bad-input corpus sends byte-exact requests that way) are
+//   checked too when the caller reads the answer with 'data' listeners: a mismatch becomes an
+//   'error' on the response in place of its 'end' (the caller's promise rejects with the same
+//   message); with no 'error' listener it is printed and the test process exits non-zero.
+//   WebSocket upgrades (101) are not checked.
 // - RBM_EDGE_OPENAPI_STATS=<file>: each test process appends one JSON line
 //   {"pid","checked","byOperation":{"getHealth 200":n,…}} when it exits.
 // - RBM_EDGE_OPENAPI_HOOK=off disables the checks (the fetch is left alone).
 
 import childProcess from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import { syncBuiltinESMExports } from 'node:module';
 import path from 'node:path';
 
@@ -104,20 +109,72 @@ if (enabled) {
         return res; // the body could not be read (aborted): the test sees that itself
       }
     }
-    checker ??= createChecker();
-    const answer = { method, url, status: res.status, headers: res.headers, body, assets: worker.assets };
-    const result = checker.check(answer);
-    stats.checked++;
-    const key = `${result.operationId} ${result.statusKey}`;
-    stats.byOperation[key] = (stats.byOperation[key] ?? 0) + 1;
-    if (result.problems.length > 0) {
+    const err = checkAnswer({ method, url, status: res.status, headers: res.headers, body }, worker);
+    if (err) {
       try { await res.body?.cancel(); } catch { /* already closed */ }
-      const err = new Error(checker.describe(result, answer));
-      err.name = 'OpenApiMismatch';
       throw err;
     }
     return res;
   };
+
+  /** Checks one answer; returns the mismatch as an Error, or null. */
+  const checkAnswer = (answer, worker) => {
+    checker ??= createChecker();
+    const result = checker.check({ ...answer, assets: worker.assets });
+    stats.checked++;
+    const key = `${result.operationId} ${result.statusKey}`;
+    stats.byOperation[key] = (stats.byOperation[key] ?? 0) + 1;
+    if (result.problems.length === 0) return null;
+    const err = new Error(checker.describe(result, answer));
+    err.name = 'OpenApiMismatch';
+    return err;
+  };
+
+  // node:http: tap the answer of requests to a test Worker, check it before 'end'.
+  const unreported = [];
+  const watchHttp = (req) => {
+    req.on('response', (res) => {
+      const worker = workerOf(`http://127.0.0.1:${req.socket?.remotePort}/`);
+      if (!worker || res.statusCode === 101 || !['127.0.0.1', '::1', '::ffff:127.0.0.1'].includes(req.socket?.remoteAddress)) return;
+      // Only answers the caller is already reading: an extra 'data' listener must not start a
+      // stream someone means to read later.
+      if (res.listenerCount('data') === 0) return;
+      const chunks = [];
+      res.on('data', (c) => chunks.push(Buffer.from(c)));
+      const emit = res.emit;
+      res.emit = function (event, ...rest) {
+        if (event !== 'end') return emit.call(this, event, ...rest);
+        res.emit = emit;
+        const headers = new Headers();
+        for (const [k, v] of Object.entries(res.headers)) headers.set(k, [].concat(v).join(', '));
+        let err = null;
+        try {
+          err = checkAnswer({
+            method: req.method, url: `http://127.0.0.1:${req.socket?.remotePort ?? 0}${req.path}`,
+            status: res.statusCode, headers, body: Buffer.concat(chunks).toString('utf8'),
+          }, worker);
+        } catch { /* a request target URL cannot express: not checked */ }
+        if (err && res.listenerCount('error') > 0) return emit.call(this, 'error', err);
+        if (err) {
+          unreported.push(err.message);
+          process.exitCode = 1;
+        }
+        return emit.call(this, event, ...rest);
+      };
+    });
+  };
+  for (const name of ['request', 'get']) {
+    const fn = http[name];
+    http[name] = function watched(...args) {
+      const req = fn.apply(this, args);
+      try { watchHttp(req); } catch { /* never break a request */ }
+      return req;
+    };
+  }
+  syncBuiltinESMExports();
+  process.on('exit', () => {
+    for (const m of unreported) process.stderr.write(`${m}\n`);
+  });
 
   if (process.env.RBM_EDGE_OPENAPI_STATS) {
     process.on('exit', () => {
