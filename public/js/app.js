@@ -95,6 +95,7 @@ $('signin-form').addEventListener('submit', (ev) => {
 });
 
 $('signout').addEventListener('click', () => {
+  clearInterval(badgeTimer);
   stopConversation();
   conversation.reset();
   session.signOut();
@@ -255,6 +256,23 @@ async function loadHistory({ first = false } = {}) {
 
 $('load-older').addEventListener('click', () => loadHistory());
 
+/** The newest history page again, merged (a message this page has not seen yet). */
+let newestTimer = null;
+function refreshNewestSoon() {
+  if (newestTimer || state.history !== 'ok') return;
+  newestTimer = setTimeout(async () => {
+    newestTimer = null;
+    const phone = state.phone;
+    try {
+      const { body } = await api(`${phonePath(phone, '/messages')}?limit=${HISTORY_PAGE_SIZE}`);
+      if (phone !== state.phone) return;
+      for (const m of Array.isArray(body?.messages) ? body.messages : []) conversation.upsert(m, { scroll: 'auto' });
+    } catch (err) {
+      if (phone === state.phone) showError($('history-error'), err);
+    }
+  }, 400);
+}
+
 function startLive() {
   state.live?.stop();
   const phone = state.phone;
@@ -287,7 +305,8 @@ function onFrame(frame) {
     }
     case 'message.status': {
       if (typeof frame.messageId !== 'string') return;
-      conversation.applyStatus(frame.messageId, frame.status, frame.event ? [frame.event] : []);
+      const known = conversation.applyStatus(frame.messageId, frame.status, frame.event ? [frame.event] : []);
+      if (!known) refreshNewestSoon(); // sent by someone else (your backend): fetch it with its content
       break;
     }
     case 'message.received': {
@@ -444,8 +463,13 @@ function sendTyping() {
   const now = Date.now();
   if (!state.phone || now - state.lastTyping < 8000) return;
   state.lastTyping = now;
-  api(phonePath(state.phone, '/events'), { method: 'POST', body: { eventType: 'IS_TYPING' } }).catch(() => {
-    /* best effort: a lost typing indicator is not worth an error */
+  const phone = state.phone;
+  api(phonePath(phone, '/events'), { method: 'POST', body: { eventType: 'IS_TYPING' } }).then(({ status, body }) => {
+    if (phone === state.phone && (status < 200 || status >= 300)) {
+      $('send-note').textContent = `Typing indicator not shown: RBM answered ${status}${rbmErrorText(body) ? ` (${rbmErrorText(body)})` : ''}.`;
+    }
+  }, (err) => {
+    if (phone === state.phone) $('send-note').textContent = `Typing indicator not shown: ${err.code} ${err.message}`;
   });
 }
 
