@@ -654,6 +654,8 @@ async function markRead(id) {
 
 const stored = Session.stored();
 if (stored) {
+  // A reload: mint a fresh token from the key this tab kept, without showing the form meanwhile.
+  $('signin-view').hidden = true;
   $('agent-id').value = stored.agentId;
   signIn(stored.apiKey, stored.agentId, { restoring: true });
 } else {
