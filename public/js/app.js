@@ -409,8 +409,13 @@ async function deliver(request, { fromComposer, retry = false }) {
   $('send-note').textContent = '';
   try {
     const res = await api('/v1/messages', { method: 'POST', body: request });
-    if (phone !== state.phone) return;
     const b = res.body ?? {};
+    if (phone !== state.phone) {
+      // The operator switched numbers meanwhile: record the outcome where the message lives.
+      const ok = res.status >= 200 && res.status < 300;
+      conversation.patchOffscreen(phone, messageId, { status: ok ? (b.status ?? 'SENT') : 'FAILED', local: undefined, localError: undefined });
+      return;
+    }
     if (res.status >= 200 && res.status < 300) {
       conversation.upsert({ messageId, status: b.status ?? 'SENT', local: undefined, localError: null }, { scroll: 'none' });
       stripLocal(messageId);
@@ -431,8 +436,13 @@ async function deliver(request, { fromComposer, retry = false }) {
         `RBM refused the message${rbmText ? ` (${rbmText})` : ''}.${reach}`));
     }
   } catch (err) {
-    if (phone !== state.phone) return;
     const retryable = err.status === 0 || err.status === 429 || err.status >= 500;
+    if (phone !== state.phone) {
+      conversation.patchOffscreen(phone, messageId, retryable
+        ? { local: 'unsent', localError: `${err.code}: ${err.message}` }
+        : { status: 'FAILED', local: undefined, localError: `${err.code}: ${err.message}` });
+      return;
+    }
     if (retryable) {
       conversation.upsert({ messageId, local: 'unsent', localError: `${err.code}: ${err.message}` }, { scroll: 'none' });
       if (fromComposer) composer.reset();

@@ -177,6 +177,16 @@ export class Conversation {
     this.scrollToBottom();
   }
 
+  /** Updates a message of a conversation that is not on screen (a send answered after a switch). */
+  patchOffscreen(phone, id, patch) {
+    const entries = this.byPhone.get(phone);
+    const old = entries?.get(id);
+    if (!old || entries === this.entries) return;
+    const entry = { ...old, ...patch, status: betterStatus(old.status, patch.status) };
+    for (const [k, v] of Object.entries(patch)) if (v === undefined) delete entry[k];
+    entries.set(id, entry);
+  }
+
   /** Forgets every conversation (sign-out). */
   reset() {
     this.byPhone.clear();
