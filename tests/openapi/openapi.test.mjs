@@ -35,7 +35,20 @@ function deref(node) {
   return node;
 }
 
-/** The `{ template: Set(methods) }` routing table of src/http/mod.rs, and whether each arm authenticates. */
+const AUTHENTICATES = /\bauthori[sz]e\w*\(|\bauth::(caller|authenticate)\(/;
+
+/** The body of `fn name` in src/http/<module>.rs, or ''. */
+function handlerBody(module, name) {
+  let src;
+  try { src = read(`src/http/${module}.rs`); } catch { return ''; }
+  const start = src.search(new RegExp(`\\bfn ${name}\\b`));
+  return start < 0 ? '' : src.slice(start, src.indexOf('\n}\n', start));
+}
+
+/**
+ * The `{ template: { methods, authenticated } }` routing table of src/http/mod.rs. An arm
+ * authenticates when it calls authorize…() itself or its handler (`module::fn(`) does.
+ */
 function routingTable() {
   const src = read('src/http/mod.rs');
   const start = src.indexOf('async fn route(');
@@ -50,7 +63,8 @@ function routingTable() {
     const allow = armBody.match(/allow\(&method,\s*&\[([^\]]*)\]\)/);
     assert.ok(allow, `src/http/mod.rs: the arm for ${template} has no allow(&method, &[…]) (this test reads each route's methods from it)`);
     const methods = new Set([...allow[1].matchAll(/Method::(\w+)/g)].map((m) => m[1].toLowerCase()));
-    routes.set(template, { methods, authenticated: /\bauthori[sz]e\w*\(/.test(armBody) });
+    const handlers = [...armBody.matchAll(/\b([a-z_]+)::([a-z_]+)\(/g)].map((m) => handlerBody(m[1], m[2]));
+    routes.set(template, { methods, authenticated: [armBody, ...handlers].some((b) => AUTHENTICATES.test(b)) });
   });
   return routes;
 }

@@ -20,7 +20,9 @@ describe('GET /openapi.json (static asset) and the response check', () => {
   after(async () => { await worker?.stop(); });
 
   test('the hook checks this Worker (it learnt the port from the harness\'s wrangler)', () => {
-    assert.deepEqual(watchedWorkers().get(worker.port), { port: worker.port, assets: true });
+    const watched = watchedWorkers().get(worker.port);
+    assert.equal(watched?.port, worker.port);
+    assert.equal(watched?.assets, true);
   });
 
   test('GET /openapi.json answers the document, as JSON', async () => {
