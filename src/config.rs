@@ -1,46 +1,54 @@
 //! Every setting, read once per isolate into a typed `Config` (names are the HTTP contract's).
 //!
 //! Settings are optional at load time; a handler asks for what it needs (`client_tokens()`,
-//! `api_keys()`, …) and a missing one becomes a 500 naming the setting — the Worker still
-//! serves every route that does not need it.
+//! `forward_key()`, …) and a missing or unusable one becomes a 500 naming the setting — the
+//! Worker still serves every route that does not need it. Secrets that need parsing (the
+//! Standard Webhooks keys, the service-account key, the token key) are parsed here, once per
+//! isolate, by the fetch and the queue entry points alike.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use worker::Env;
 
+use crate::core::callback::{parse_origins, CallbackPolicy};
+use crate::core::jwt::ServiceAccountKey;
+use crate::core::pipeline::{Mode, PipelineConfig};
 use crate::core::route::ForwardKinds;
+use crate::core::webhook_sign::parse_secret;
 use crate::error::ApiError;
+
+/// Shortest `TOKEN_SIGNING_KEY` accepted (HS256 keys should have the hash's 256 bits).
+pub const MIN_SIGNING_KEY_LEN: usize = 32;
+
+/// A secret setting: absent, or present and parsed (or why it could not be).
+type Parsed<T> = Option<Result<T, String>>;
 
 pub const DEFAULT_API_BASE: &str = "https://rcsbusinessmessaging.googleapis.com";
 pub const DEFAULT_STATUS_TTL_DAYS: u64 = 30;
 pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_RETRY_DELAY_SECS: u64 = 10;
 
-/// How verified webhook events are processed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Processing {
-    /// Enqueue on `EVENTS`, answer 200, process in the queue consumer (default).
-    Queue,
-    /// Apply in the request, answer 200 after (deployments without Queues).
-    Inline,
-}
-
-#[derive(Debug)]
+/// No `Debug`: it holds secrets.
 pub struct Config {
     client_tokens: Vec<String>,
     api_keys: Vec<String>,
     pub agent_id: Option<String>,
     pub status_ttl_secs: u64,
-    pub processing: Processing,
-    pub service_account_key: Option<String>,
+    pub processing: Mode,
+    /// `CONVERSATION_HISTORY` (default on): `off` keeps statuses but no message content.
+    pub keep_history: bool,
+    service_account: Parsed<Rc<ServiceAccountKey>>,
     pub api_base: String,
     pub timeout_ms: u64,
     pub allowed_origins: Vec<String>,
     pub forward_url: Option<String>,
-    pub forward_secret: Option<String>,
+    forward_key: Parsed<Vec<u8>>,
+    /// `CALLBACK_SECRET`'s key, else `FORWARD_SECRET`'s (with the setting's name for errors).
+    callback_key: Option<(&'static str, Result<Vec<u8>, String>)>,
+    callback_policy: Result<CallbackPolicy, String>,
     pub forward_kinds: ForwardKinds,
-    pub token_signing_key: Option<String>,
+    token_key: Parsed<Vec<u8>>,
     /// First retry delay of a failed queue job; later ones grow with the job's age.
     pub retry_delay_secs: u64,
     /// Problems found while loading (bad numbers, unknown modes): reported on first use.
@@ -84,29 +92,66 @@ impl Config {
         let timeout_ms = number("RBM_TIMEOUT_MS", DEFAULT_TIMEOUT_MS, 1, 120_000);
         let retry_delay_secs = number("RETRY_DELAY_SECONDS", DEFAULT_RETRY_DELAY_SECS, 0, 3600);
         let processing = match get("PROCESSING").as_deref().map(str::trim) {
-            None | Some("queue") => Processing::Queue,
-            Some("inline") => Processing::Inline,
+            None | Some("queue") => Mode::Queue,
+            Some("inline") => Mode::Inline,
             Some(_) => {
                 invalid.get_or_insert(("PROCESSING", "expected queue or inline".into()));
-                Processing::Queue
+                Mode::Queue
             }
         };
+        let keep_history = match get("CONVERSATION_HISTORY").as_deref().map(str::trim) {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(_) => {
+                invalid.get_or_insert(("CONVERSATION_HISTORY", "expected on or off".into()));
+                true
+            }
+        };
+        let standard_webhooks_key =
+            |name: &str| get(name).map(|s| parse_secret(&s).map_err(|e| e.describe().to_string()));
+        let forward_key = standard_webhooks_key("FORWARD_SECRET");
+        let callback_key = match standard_webhooks_key("CALLBACK_SECRET") {
+            Some(k) => Some(("CALLBACK_SECRET", k)),
+            None => forward_key.clone().map(|k| ("FORWARD_SECRET", k)),
+        };
+        let allow_insecure = match get("ALLOW_INSECURE_CALLBACKS").as_deref().map(str::trim) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => {
+                invalid.get_or_insert(("ALLOW_INSECURE_CALLBACKS", "expected true or false".into()));
+                false
+            }
+        };
+        let callback_policy = parse_origins(&get("CALLBACK_ORIGINS").unwrap_or_default())
+            .map(|origins| CallbackPolicy { origins, allow_insecure });
+        let token_key = get("TOKEN_SIGNING_KEY").map(|k| {
+            if k.len() < MIN_SIGNING_KEY_LEN {
+                Err(format!("it must be at least {MIN_SIGNING_KEY_LEN} bytes"))
+            } else {
+                Ok(k.into_bytes())
+            }
+        });
+        let service_account = get("RBM_SERVICE_ACCOUNT_KEY")
+            .map(|json| ServiceAccountKey::parse(&json).map(Rc::new).map_err(|e| e.describe().to_string()));
         Config {
             client_tokens: list(get("RBM_CLIENT_TOKEN")),
             api_keys: list(get("API_KEYS")),
             agent_id: get("RBM_AGENT_ID").map(|s| s.trim().to_string()),
             status_ttl_secs: status_ttl_days * 86_400,
             processing,
-            service_account_key: get("RBM_SERVICE_ACCOUNT_KEY"),
+            keep_history,
+            service_account,
             api_base: get("RBM_API_BASE")
                 .map(|s| s.trim().trim_end_matches('/').to_string())
                 .unwrap_or_else(|| DEFAULT_API_BASE.to_string()),
             timeout_ms,
             allowed_origins: list(get("ALLOWED_ORIGINS")),
             forward_url: get("FORWARD_URL").map(|s| s.trim().to_string()),
-            forward_secret: get("FORWARD_SECRET"),
+            forward_key,
+            callback_key,
+            callback_policy,
             forward_kinds: get("FORWARD_KINDS").map(|s| ForwardKinds::parse(&s)).unwrap_or_default(),
-            token_signing_key: get("TOKEN_SIGNING_KEY"),
+            token_key,
             retry_delay_secs,
             invalid,
         }
@@ -128,6 +173,54 @@ impl Config {
     /// `API_KEYS`, split on commas.
     pub fn api_keys(&self) -> Result<&[String], ApiError> {
         non_empty(&self.api_keys, "API_KEYS")
+    }
+
+    /// The key that signs forwarded events (`FORWARD_SECRET`).
+    pub fn forward_key(&self) -> Result<&[u8], ApiError> {
+        parsed(&self.forward_key, "FORWARD_SECRET").map(Vec::as_slice)
+    }
+
+    /// The key that signs status callbacks: `CALLBACK_SECRET`, else `FORWARD_SECRET`.
+    pub fn callback_key(&self) -> Result<&[u8], ApiError> {
+        match &self.callback_key {
+            None => Err(ApiError::ConfigMissing("CALLBACK_SECRET (or FORWARD_SECRET)")),
+            Some((_, Ok(k))) => Ok(k),
+            Some((name, Err(why))) => Err(ApiError::ConfigInvalid(name, why.clone())),
+        }
+    }
+
+    /// Where status callbacks may point (`CALLBACK_ORIGINS`, `ALLOW_INSECURE_CALLBACKS`).
+    pub fn callback_policy(&self) -> Result<&CallbackPolicy, ApiError> {
+        self.callback_policy.as_ref().map_err(|why| ApiError::ConfigInvalid("CALLBACK_ORIGINS", why.clone()))
+    }
+
+    /// The key of browser tokens (`TOKEN_SIGNING_KEY`, at least 32 bytes), if tokens are on.
+    pub fn token_key(&self) -> Option<Result<&[u8], ApiError>> {
+        self.token_key
+            .as_ref()
+            .map(|k| k.as_deref().map_err(|why| ApiError::ConfigInvalid("TOKEN_SIGNING_KEY", why.clone())))
+    }
+
+    /// The service account the RBM API is called as (`RBM_SERVICE_ACCOUNT_KEY`).
+    pub fn service_account(&self) -> Result<Rc<ServiceAccountKey>, ApiError> {
+        parsed(&self.service_account, "RBM_SERVICE_ACCOUNT_KEY").cloned()
+    }
+
+    /// What the pipeline's decisions depend on.
+    pub fn pipeline(&self) -> PipelineConfig<'_> {
+        PipelineConfig {
+            forward: self.forward_url.as_ref().map(|_| &self.forward_kinds),
+            default_agent: self.agent_id.as_deref(),
+            mode: self.processing,
+        }
+    }
+}
+
+fn parsed<'a, T>(v: &'a Parsed<T>, name: &'static str) -> Result<&'a T, ApiError> {
+    match v {
+        None => Err(ApiError::ConfigMissing(name)),
+        Some(Ok(t)) => Ok(t),
+        Some(Err(why)) => Err(ApiError::ConfigInvalid(name, why.clone())),
     }
 }
 

@@ -20,9 +20,13 @@ pub enum ApiError {
     // 403
     HandshakeRejected,
     Forbidden(String),
-    // 404 / 405 / 413
+    /// A browser token's `maxSends` is used up: waiting cannot help (unlike a rate limit).
+    BudgetExhausted(u32),
+    // 404 / 405 / 409 / 413
     NotFound(String),
     MethodNotAllowed,
+    /// The request conflicts with the resource's state (a dead letter that cannot be replayed).
+    Conflict(String),
     PayloadTooLarge(usize),
     // 429
     RateLimited {
@@ -35,6 +39,8 @@ pub enum ApiError {
     Internal(String),
     // 502 / 503 / 504: something we depend on failed; the caller may retry.
     Upstream(String),
+    /// An upstream answered with a status that cannot be relayed (1xx, 204/205, 3xx, ≥ 600).
+    UpstreamInvalid(String),
     StorageUnavailable(String),
     QueueUnavailable(String),
     UpstreamTimeout(String),
@@ -47,13 +53,14 @@ impl ApiError {
             InvalidJson(_) | InvalidEnvelope(_) | InvalidBase64 | InvalidMessageId | InvalidRequest(_)
             | Validation(_) => 400,
             MissingSignature | BadSignature(_) | Unauthorized(_) => 401,
-            HandshakeRejected | Forbidden(_) => 403,
+            HandshakeRejected | Forbidden(_) | BudgetExhausted(_) => 403,
             NotFound(_) => 404,
             MethodNotAllowed => 405,
+            Conflict(_) => 409,
             PayloadTooLarge(_) => 413,
             RateLimited { .. } => 429,
             ConfigMissing(_) | ConfigInvalid(..) | Internal(_) => 500,
-            Upstream(_) => 502,
+            Upstream(_) | UpstreamInvalid(_) => 502,
             StorageUnavailable(_) | QueueUnavailable(_) => 503,
             UpstreamTimeout(_) => 504,
         }
@@ -72,14 +79,17 @@ impl ApiError {
             BadSignature(_) => "BAD_SIGNATURE",
             Unauthorized(_) => "UNAUTHORIZED",
             HandshakeRejected | Forbidden(_) => "FORBIDDEN",
+            BudgetExhausted(_) => "BUDGET_EXHAUSTED",
             NotFound(_) => "NOT_FOUND",
             MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Conflict(_) => "CONFLICT",
             PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             RateLimited { .. } => "RATE_LIMITED",
             ConfigMissing(_) => "CONFIG_MISSING",
             ConfigInvalid(..) => "CONFIG_INVALID",
             Internal(_) => "INTERNAL",
             Upstream(_) => "UPSTREAM_UNAVAILABLE",
+            UpstreamInvalid(_) => "UPSTREAM_INVALID",
             StorageUnavailable(_) => "STORAGE_UNAVAILABLE",
             QueueUnavailable(_) => "QUEUE_UNAVAILABLE",
             UpstreamTimeout(_) => "UPSTREAM_TIMEOUT",
@@ -96,7 +106,12 @@ impl ApiError {
                 "The message id must be 1 to {} characters of A-Z a-z 0-9 . _ ~ = + -.",
                 crate::core::ids::MAX_MESSAGE_ID_LEN
             ),
-            InvalidRequest(m) | Validation(m) | Forbidden(m) | NotFound(m) | Internal(m) => m.clone(),
+            InvalidRequest(m) | Validation(m) | Forbidden(m) | NotFound(m) | Conflict(m) | Internal(m) => {
+                m.clone()
+            }
+            BudgetExhausted(max) => {
+                format!("The token's send budget of {max} is used up; mint a new token to send more.")
+            }
             MissingSignature => "The X-Goog-Signature header is missing.".into(),
             BadSignature(m) => format!("Signature rejected: {m}."),
             Unauthorized(m) => (*m).to_string(),
@@ -108,7 +123,11 @@ impl ApiError {
                 format!("The Worker is missing the setting {name}; see README, Configuration.")
             }
             ConfigInvalid(name, why) => format!("The setting {name} is unusable: {why}."),
-            Upstream(m) | StorageUnavailable(m) | QueueUnavailable(m) | UpstreamTimeout(m) => m.clone(),
+            Upstream(m)
+            | UpstreamInvalid(m)
+            | StorageUnavailable(m)
+            | QueueUnavailable(m)
+            | UpstreamTimeout(m) => m.clone(),
         }
     }
 
@@ -123,8 +142,12 @@ impl ApiError {
     }
 }
 
-/// A JSON response with `status`. Never fails: serialisation of a `Value` cannot error.
+/// A JSON response with `status`. Never fails: serialisation of a `Value` cannot error, and a
+/// status that may not carry a body (204, 304, …) gets none rather than a runtime error.
 pub fn json_response(status: u16, body: &impl serde::Serialize) -> Response {
+    if !crate::core::upstream::may_have_body(status) {
+        return Response::builder().with_status(status).empty();
+    }
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let headers = Headers::new();
     let _ = headers.set("content-type", "application/json");

@@ -11,6 +11,8 @@ pub mod core;
 #[cfg(target_arch = "wasm32")]
 mod config;
 #[cfg(target_arch = "wasm32")]
+mod conversation;
+#[cfg(target_arch = "wasm32")]
 mod error;
 #[cfg(target_arch = "wasm32")]
 mod faults;
@@ -32,9 +34,9 @@ mod store;
 async fn fetch(
     req: worker::Request,
     env: worker::Env,
-    _ctx: worker::Context,
+    ctx: worker::Context,
 ) -> worker::Result<worker::Response> {
-    Ok(http::handle(req, env).await)
+    Ok(http::handle(req, env, ctx).await)
 }
 
 /// Consumer of the `EVENTS` queue and of its dead-letter queue (see `pipeline::queue`).

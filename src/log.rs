@@ -30,21 +30,7 @@ fn emit(level: &str, msg: &str, fields: Value) {
     }
 }
 
-/// `+12223334444` → `+1222***4444`: enough to correlate, not enough to identify.
+/// A phone number for a log line: its last 4 digits at most (`***4444`).
 pub fn mask_phone(p: Option<&str>) -> Value {
-    match p {
-        Some(p) if p.len() > 8 && p.is_ascii() => format!("{}***{}", &p[..5], &p[p.len() - 4..]).into(),
-        Some(_) => "***".into(),
-        None => Value::Null,
-    }
-}
-
-/// At most `max` bytes of possibly non-UTF-8 data, for logging what could not be parsed.
-pub fn excerpt(data: &[u8], max: usize) -> String {
-    let cut = &data[..data.len().min(max)];
-    let mut s = String::from_utf8_lossy(cut).into_owned();
-    if data.len() > max {
-        s.push('…');
-    }
-    s
+    p.map_or(Value::Null, |p| crate::core::redact::mask_phone(p).into())
 }

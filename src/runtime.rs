@@ -1,5 +1,5 @@
-//! Small wrappers over the Workers runtime that several modules share: randomness (WebCrypto)
-//! and outbound fetch with a deadline.
+//! Small wrappers over the Workers runtime that several modules share: randomness (WebCrypto),
+//! building outbound requests, and fetch with a deadline.
 
 use futures_util::future::{select, Either};
 use wasm_bindgen::JsCast;
@@ -17,6 +17,28 @@ pub fn subtle() -> Result<web_sys::SubtleCrypto, String> {
     let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
     let crypto = global.crypto().map_err(|_| "WebCrypto is not available".to_string())?;
     Ok(crypto.subtle())
+}
+
+/// An outbound request. Built on `web_sys` directly: `worker::RequestInit` converts through
+/// serde (its `cf` options), which costs the wasm kilobytes for options never used here.
+/// Redirects are never followed: a 3xx is an answer (a signed document or a bearer token must
+/// not follow a `Location` somewhere else).
+pub fn request(
+    method: &str,
+    url: &str,
+    headers: &worker::Headers,
+    body: Option<&str>,
+) -> Result<Request, String> {
+    let init = web_sys::RequestInit::new();
+    init.set_method(method);
+    init.set_headers(&headers.0);
+    if let Some(b) = body {
+        init.set_body(&wasm_bindgen::JsValue::from_str(b));
+    }
+    init.set_redirect(web_sys::RequestRedirect::Manual);
+    web_sys::Request::new_with_str_and_init(url, &init)
+        .map(Request::from)
+        .map_err(|_| format!("{} is not a valid URL", crate::core::outbound::url_origin(url)))
 }
 
 #[derive(Debug)]

@@ -71,7 +71,12 @@ fn a_minted_token_verifies_whatever_the_request_allowed() {
     let body = format!(r#"{{"scopes":["messages:send"],"phoneNumbers":[{}]}}"#, numbers.join(","));
     assert!(body.len() < 16 * 1024);
     let now = 1_767_225_600;
-    let result = claims_from_request(body.as_bytes(), "123e4567-e89b-12d3-a456-426614174000".into(), now);
+    let result = claims_from_request(
+        body.as_bytes(),
+        "123e4567-e89b-12d3-a456-426614174000".into(),
+        now,
+        Some("my_agent"),
+    );
     // Either the request is refused (a limit on phoneNumbers, at that path) or its token works.
     match result {
         Ok(claims) => {
@@ -173,7 +178,7 @@ proptest! {
     fn every_accepted_mint_request_gives_a_token_that_verifies((body, n) in mint_request()) {
         let now = 1_767_225_600;
         let jti = "123e4567-e89b-12d3-a456-426614174000".to_string();
-        let claims = claims_from_request(body.to_string().as_bytes(), jti, now)
+        let claims = claims_from_request(body.to_string().as_bytes(), jti, now, Some("my_agent"))
             .map_err(|e| TestCaseError::fail(format!("refused: {e}")))?;
         prop_assert_eq!(claims.phone_numbers.as_ref().map_or(0, Vec::len), n);
         let token = mint(b"test-signing-key-0123456789abcdef", &claims);

@@ -14,7 +14,7 @@ use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use libfuzzer_sys::fuzz_target;
 use rbm_edge::core::token::{claims_from_request, mint, verify, Claims, Scope, TokenError, MAX_TTL_SECS};
-use rbm_edge::core::validate::is_e164;
+use rbm_edge::core::ids::is_e164;
 use sha2::Sha256;
 
 const KEY: &[u8] = b"test-signing-key-0123456789abcdef";
@@ -63,7 +63,7 @@ fuzz_target!(|data: &[u8]| {
             let (header, claims) = text.split_once('\n').unwrap_or((r#"{"alg":"HS256","typ":"JWT"}"#, &text));
             check_token(&forge(header, claims));
         }
-        _ => match claims_from_request(rest, "tok_fuzz".into(), NOW) {
+        _ => match claims_from_request(rest, "tok_fuzz".into(), NOW, Some("fuzz_agent")) {
             Ok(c) => {
                 assert_eq!((c.iat, c.jti.as_str()), (NOW, "tok_fuzz"));
                 check_claims(&c);

@@ -7,10 +7,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rbm_edge::core::validate::{
-    is_agent_id, is_e164, is_rfc3339_utc, is_uuid, parse_duration_secs, validate_agent_event, validate_send,
-    AgentEventRequest, MAX_BODY_BYTES,
-};
+use rbm_edge::core::ids::{is_agent_id, is_e164, is_uuid};
+use rbm_edge::core::time::{is_rfc3339_utc, parse_duration_secs};
+use rbm_edge::core::validate::{validate_agent_event, validate_send, AgentEventRequest, MAX_BODY_BYTES};
 use serde_json::{Map, Value};
 
 /// JSON equality, except that a number may be one unit in the last place (ULP) off: without

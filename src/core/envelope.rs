@@ -120,6 +120,12 @@ pub fn decode_data(data: &str) -> Result<Vec<u8>, EnvelopeError> {
     STANDARD_PAD_INDIFFERENT.decode(data.as_bytes()).map_err(|_| EnvelopeError::BadBase64)
 }
 
+impl std::fmt::Display for EnvelopeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -147,6 +147,12 @@ pub fn usable_until_ms(now_ms: u64, expires_in_secs: u64) -> u64 {
     now_ms.saturating_add(expires_in_secs.saturating_sub(REFRESH_MARGIN_SECS).saturating_mul(1000))
 }
 
+impl std::fmt::Display for KeyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,16 +4,22 @@
 //! every module is plain Rust, unit-tested natively with `cargo test`. Time comes in as a
 //! parameter (milliseconds since the Unix epoch), read by the Workers shell.
 
+pub mod callback;
+pub mod conversation;
 pub mod ct;
 pub mod envelope;
 pub mod event;
 pub mod ids;
 pub mod jwt;
 pub mod outbound;
+pub mod pipeline;
+pub mod query;
+pub mod redact;
 pub mod route;
 pub mod signature;
 pub mod status;
 pub mod time;
 pub mod token;
+pub mod upstream;
 pub mod validate;
 pub mod webhook_sign;

@@ -27,12 +27,15 @@ pub fn stable_event_id(decoded: &Decoded, pubsub_message_id: Option<&str>) -> St
     format!("rbm_sha256_{hex}")
 }
 
-/// `{"id","kind","agentId","phoneNumber","messageId"?,"eventId"?,"sentAt","receivedAt","event"}`
-/// with `event` = RBM's JSON verbatim.
+/// `{"type":"event","id","kind","agentId","phoneNumber","messageId"?,"eventId"?,"sentAt","receivedAt","event"}`
+/// with `event` = RBM's JSON verbatim. `type` tells it apart from a status callback
+/// (`"message.status"`), which may be signed with the same key.
 pub fn forward_document(decoded: &Decoded, id: &str, received_at_ms: u64) -> String {
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct Doc<'a> {
+        #[serde(rename = "type")]
+        doc_type: &'static str,
         id: &'a str,
         kind: &'a str,
         agent_id: Option<&'a str>,
@@ -60,6 +63,7 @@ pub fn forward_document(decoded: &Decoded, id: &str, received_at_ms: u64) -> Str
         }
     };
     let doc = Doc {
+        doc_type: "event",
         id,
         kind: e.kind(),
         agent_id: e.agent_id(),
@@ -122,6 +126,7 @@ mod tests {
         let doc = forward_document(&d, "rbm_msg_U1", 1_546_268_484_000);
         assert!(doc.contains(&format!(r#""event":{raw}"#)), "{doc}");
         let v: serde_json::Value = serde_json::from_str(&doc).expect("json");
+        assert_eq!(v["type"], "event");
         assert_eq!(v["id"], "rbm_msg_U1");
         assert_eq!(v["kind"], "text");
         assert_eq!(v["agentId"], "A");

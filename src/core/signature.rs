@@ -72,6 +72,12 @@ pub fn verify<'a>(
     }
 }
 
+impl std::fmt::Display for SignatureError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -74,6 +74,96 @@ pub fn format_rfc3339_millis(ms: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, ms % 1000)
 }
 
+pub const NANOS_PER_SEC: i128 = 1_000_000_000;
+/// `google.protobuf.Duration`'s range: ±10 000 years.
+const MAX_DURATION_SECS: u64 = 315_576_000_000;
+
+/// Parse digits only (no sign), with overflow check.
+fn parse_digits(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.bytes().try_fold(0u64, |acc, b| acc.checked_mul(10)?.checked_add(u64::from(b - b'0')))
+}
+
+/// A Google Duration JSON string (`"3600s"`, `"1.5s"`, `"-0.000000001s"`) in nanoseconds.
+pub fn duration_nanos(s: &str) -> Option<i128> {
+    let body = s.strip_suffix('s')?;
+    let (negative, body) = match body.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, body),
+    };
+    let (whole, fraction) = match body.split_once('.') {
+        Some((whole, fraction)) => (whole, Some(fraction)),
+        None => (body, None),
+    };
+    let secs = parse_digits(whole).filter(|&s| s <= MAX_DURATION_SECS)?;
+    let nanos = match fraction {
+        None => 0,
+        Some(f) if (1..=9).contains(&f.len()) => {
+            let scale = 10u64.pow(9 - u32::try_from(f.len()).ok()?);
+            parse_digits(f)? * scale
+        }
+        Some(_) => return None,
+    };
+    let total = i128::from(secs) * NANOS_PER_SEC + i128::from(nanos);
+    Some(if negative { -total } else { total })
+}
+
+/// Seconds in a Google Duration JSON string: digits, up to 9 fractional digits, then `s`
+/// (`"3600s"`, `"1.5s"`, `"0.000000001s"`, negative allowed). `None` if malformed or beyond
+/// Duration's ±315 576 000 000 s.
+pub fn parse_duration_secs(s: &str) -> Option<f64> {
+    // f64 keeps ~16 significant digits; the ttl limit itself is checked exactly, in nanoseconds.
+    duration_nanos(s).map(|n| n as f64 / 1e9)
+}
+
+/// An RFC 3339 timestamp as Google's `Timestamp` accepts it: `2026-11-25T10:00:00Z`, with
+/// optional 1-9 fractional second digits, and `Z` or a numeric offset such as `+00:00`.
+/// Years 0001-9999; the calendar date must exist.
+pub fn is_rfc3339_utc(s: &str) -> bool {
+    let b = s.as_bytes();
+    let num = |from: usize, len: usize| -> Option<u32> {
+        let part = b.get(from..from + len)?;
+        part.iter().try_fold(0u32, |acc, d| d.is_ascii_digit().then(|| acc * 10 + u32::from(d - b'0')))
+    };
+    let sep = |i: usize, c: u8| b.get(i) == Some(&c);
+    let (Some(year), Some(month), Some(day)) = (num(0, 4), num(5, 2), num(8, 2)) else {
+        return false;
+    };
+    let (Some(hour), Some(minute), Some(second)) = (num(11, 2), num(14, 2), num(17, 2)) else {
+        return false;
+    };
+    let shape = sep(4, b'-') && sep(7, b'-') && sep(10, b'T') && sep(13, b':') && sep(16, b':');
+    let valid = year >= 1
+        && (1..=12).contains(&month)
+        && (1..=days_in_month(i64::from(year), i64::from(month))).contains(&i64::from(day))
+        && hour <= 23
+        && minute <= 59
+        && second <= 59;
+    if !shape || !valid {
+        return false;
+    }
+    let mut rest = b.get(19..).unwrap_or_default();
+    if let Some(fraction) = rest.strip_prefix(b".") {
+        let digits = fraction.iter().take_while(|d| d.is_ascii_digit()).count();
+        if !(1..=9).contains(&digits) {
+            return false;
+        }
+        rest = fraction.get(digits..).unwrap_or_default();
+    }
+    let two = |a: u8, b: u8| -> Option<u32> {
+        (a.is_ascii_digit() && b.is_ascii_digit()).then(|| u32::from(a - b'0') * 10 + u32::from(b - b'0'))
+    };
+    match rest {
+        b"Z" => true,
+        [b'+' | b'-', h1, h2, b':', m1, m2] => {
+            matches!((two(*h1, *h2), two(*m1, *m2)), (Some(h), Some(m)) if h <= 23 && m <= 59)
+        }
+        _ => false,
+    }
+}
+
 fn is_leap(y: i64) -> bool {
     (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
 }
@@ -159,5 +249,67 @@ mod tests {
         let s = format_rfc3339_millis(1_709_164_800_123); // 2024-02-29 leap day
         assert_eq!(s, "2024-02-29T00:00:00.123Z");
         assert_eq!(parse_rfc3339_nanos(&s), Some(1_709_164_800_123_000_000));
+    }
+
+    #[test]
+    fn duration_parsing() {
+        assert_eq!(parse_duration_secs("3600s"), Some(3600.0));
+        assert_eq!(parse_duration_secs("1.5s"), Some(1.5));
+        assert_eq!(parse_duration_secs("0.000000001s"), Some(1e-9));
+        assert_eq!(parse_duration_secs("-0.5s"), Some(-0.5));
+        assert_eq!(parse_duration_secs("0s"), Some(0.0));
+        assert_eq!(parse_duration_secs("315576000000s"), Some(315_576_000_000.0));
+        assert_eq!(parse_duration_secs("315576000001s"), None);
+        assert_eq!(parse_duration_secs("18446744073709551616s"), None); // u64 overflow
+        for bad in ["", "s", "5", "5m", "1.0000000001s", "1.s", ".1s", "--1s", "1e3s", "1,5s", "٣s", "1.5ss"]
+        {
+            assert_eq!(parse_duration_secs(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn rfc3339_parsing() {
+        for good in [
+            "2026-11-25T10:00:00Z",
+            "2018-12-31T15:01:23.045123456Z",
+            "2026-11-25T10:00:00.1Z",
+            "2026-11-25T10:00:00+00:00",
+            "2026-11-25T10:00:00-00:00",
+            "2026-11-25T10:00:00.5+05:30",
+            "2024-02-29T23:59:59Z",
+            "2000-02-29T00:00:00Z",
+            "0001-01-01T00:00:00Z",
+            "9999-12-31T23:59:59Z",
+        ] {
+            assert!(is_rfc3339_utc(good), "{good}");
+        }
+        for bad in [
+            "",
+            "2026-11-25",
+            "2026-11-25T10:00:00",
+            "2026-11-25 10:00:00Z",
+            "2026-11-25t10:00:00z",
+            "2026-13-01T00:00:00Z",
+            "2026-00-01T00:00:00Z",
+            "2026-02-29T00:00:00Z",
+            "1900-02-29T00:00:00Z",
+            "2026-04-31T00:00:00Z",
+            "2026-11-25T24:00:00Z",
+            "2026-11-25T10:60:00Z",
+            "2026-11-25T10:00:60Z",
+            "0000-01-01T00:00:00Z",
+            "2026-11-25T10:00:00.Z",
+            "2026-11-25T10:00:00.1234567890Z",
+            "2026-11-25T10:00:00+0000",
+            "2026-11-25T10:00:00+24:00",
+            "2026-11-25T10:00:00+00:60",
+            "2026-11-25T10:00:00ZZ",
+            "2026-11-25T10:00:00Z ",
+            "+2026-11-25T10:00:00Z",
+            "２026-11-25T10:00:00Z",
+            "2026-1a-25T10:00:00Z",
+        ] {
+            assert!(!is_rfc3339_utc(bad), "{bad}");
+        }
     }
 }

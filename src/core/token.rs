@@ -16,28 +16,30 @@
 //!   may be issued up to [`CLOCK_SKEW_SECS`] in the future (the minting backend's clock may
 //!   run ahead of Cloudflare's). A standard `nbf`, if present, is honoured with the same
 //!   allowance.
-//! - Claims: `iat`, `exp` (integer seconds), `jti` (1 to 64 of `[A-Za-z0-9_-]`) and `scope`
-//!   (space-separated, at least one of [`Scope`]) are required; `phone_numbers` (E.164, at
-//!   least one; absent means any number), `max_sends` and `aud` (must be `"rbm-edge"`, or an
-//!   array containing it) are optional; other claims (`sub`, `iss`, ...) are ignored.
+//! - Claims: `iat`, `exp` (integer seconds), `jti` (1 to 64 of `[A-Za-z0-9_-]`), `aud`
+//!   (`"rbm-edge"`, or an array containing it: a token minted for another service is never
+//!   taken for ours) and `scope` (space-separated, at least one of [`Scope`]) are required;
+//!   `agent_id` (the one RBM agent the token may act for; absent means the deployment's
+//!   default agent), `phone_numbers` (E.164, at least one; absent means any number) and
+//!   `max_sends` are optional; other claims (`sub`, `iss`, ...) are ignored.
 //!
 //! [`mint`] writes the header `{"alg":"HS256","typ":"JWT"}` and the claims in a fixed order,
-//! `iat, exp, jti, scope, phone_numbers, max_sends` (absent ones omitted), so its output is
-//! reproducible byte for byte.
+//! `iat, exp, jti, aud, scope, agent_id, phone_numbers, max_sends` (absent ones omitted), so
+//! its output is reproducible byte for byte.
 //!
 //! # Worked example
 //!
 //! Key (the UTF-8 bytes of) `test-signing-key-0123456789abcdef`, claims:
 //!
 //! ```text
-//! {"iat":1767225600,"exp":1767226500,"jti":"tok_01HZX3K9Q7","scope":"messages:send messages:read","phone_numbers":["+14155550123"],"max_sends":10}
+//! {"iat":1767225600,"exp":1767226500,"jti":"tok_01HZX3K9Q7","aud":"rbm-edge","scope":"messages:send messages:read","agent_id":"my_agent","phone_numbers":["+14155550123"],"max_sends":10}
 //! ```
 //!
-//! (issued 2026-01-01T00:00:00Z, valid 15 minutes, may send at most 10 messages, only to
-//! +14155550123, and read their status) gives the token
+//! (issued 2026-01-01T00:00:00Z, valid 15 minutes, acts for agent `my_agent` only, may send at
+//! most 10 messages, only to +14155550123, and read their status) gives the token
 //!
 //! ```text
-//! eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpYXQiOjE3NjcyMjU2MDAsImV4cCI6MTc2NzIyNjUwMCwianRpIjoidG9rXzAxSFpYM0s5UTciLCJzY29wZSI6Im1lc3NhZ2VzOnNlbmQgbWVzc2FnZXM6cmVhZCIsInBob25lX251bWJlcnMiOlsiKzE0MTU1NTUwMTIzIl0sIm1heF9zZW5kcyI6MTB9.nL0kbuE6f8FEqVbjhWASKwSaVHrcSaIVb_xyCZBuzjo
+//! eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpYXQiOjE3NjcyMjU2MDAsImV4cCI6MTc2NzIyNjUwMCwianRpIjoidG9rXzAxSFpYM0s5UTciLCJhdWQiOiJyYm0tZWRnZSIsInNjb3BlIjoibWVzc2FnZXM6c2VuZCBtZXNzYWdlczpyZWFkIiwiYWdlbnRfaWQiOiJteV9hZ2VudCIsInBob25lX251bWJlcnMiOlsiKzE0MTU1NTUwMTIzIl0sIm1heF9zZW5kcyI6MTB9.5JPyQTAP71INjO3eEwfR_3pJ5w_7uRR4RXzUYyyzPk4
 //! ```
 //!
 //! which anyone can reproduce with a shell and OpenSSL:
@@ -58,7 +60,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
-use crate::core::validate::{is_e164, ValidationError};
+use crate::core::ids::is_e164;
+use crate::core::validate::ValidationError;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -72,7 +75,7 @@ pub const MAX_TTL_SECS: u64 = 3600;
 pub const CLOCK_SKEW_SECS: u64 = 60;
 /// Longest token accepted, in bytes; a real one is a few hundred.
 pub const MAX_TOKEN_LEN: usize = 4096;
-/// The only `aud` value accepted (the claim itself is optional).
+/// The `aud` every token must carry.
 pub const AUDIENCE: &str = "rbm-edge";
 /// The header [`mint`] writes.
 const HEADER_JSON: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
@@ -88,12 +91,19 @@ pub enum Scope {
     EventsSend,
     /// `capabilities:read`: check a phone number's RCS capabilities.
     CapabilitiesRead,
+    /// `dead-letters:manage`: list, replay and delete dead letters (a console page).
+    DeadLettersManage,
 }
 
 impl Scope {
     /// Every scope, in documentation order.
-    pub const ALL: [Scope; 4] =
-        [Scope::MessagesSend, Scope::MessagesRead, Scope::EventsSend, Scope::CapabilitiesRead];
+    pub const ALL: [Scope; 5] = [
+        Scope::MessagesSend,
+        Scope::MessagesRead,
+        Scope::EventsSend,
+        Scope::CapabilitiesRead,
+        Scope::DeadLettersManage,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -101,6 +111,7 @@ impl Scope {
             Scope::MessagesRead => "messages:read",
             Scope::EventsSend => "events:send",
             Scope::CapabilitiesRead => "capabilities:read",
+            Scope::DeadLettersManage => "dead-letters:manage",
         }
     }
 
@@ -121,6 +132,8 @@ pub struct Claims {
     pub exp: u64,
     /// Granted scopes, without duplicates after [`verify`].
     pub scopes: Vec<Scope>,
+    /// The agent the token acts for; `None`: the deployment's default agent.
+    pub agent_id: Option<String>,
     /// The only phone numbers the token may be used with; `None` means any.
     pub phone_numbers: Option<Vec<String>>,
     /// The most messages the token may send, if limited.
@@ -165,6 +178,7 @@ impl TokenError {
 pub enum Denied {
     MissingScope(Scope),
     PhoneNumberNotAllowed(String),
+    AgentNotAllowed(String),
 }
 
 impl Denied {
@@ -177,6 +191,7 @@ impl Denied {
             Denied::PhoneNumberNotAllowed(number) => {
                 format!("the token may not be used with the phone number {number}")
             }
+            Denied::AgentNotAllowed(agent) => format!("the token may not act for the agent {agent}"),
         }
     }
 }
@@ -195,6 +210,17 @@ impl Claims {
         }
         Ok(())
     }
+
+    /// Whether the token may act for `agent`. A token without `agent_id` acts for
+    /// `default_agent` only (`RBM_AGENT_ID`), never for any agent.
+    pub fn allows_agent(&self, agent: &str, default_agent: Option<&str>) -> Result<(), Denied> {
+        let bound = self.agent_id.as_deref().or(default_agent);
+        if bound == Some(agent) {
+            Ok(())
+        } else {
+            Err(Denied::AgentNotAllowed(agent.to_string()))
+        }
+    }
 }
 
 /// The claims as [`mint`] writes them; field order here is the documented wire order.
@@ -203,7 +229,10 @@ struct WireClaims<'a> {
     iat: u64,
     exp: u64,
     jti: &'a str,
+    aud: &'a str,
     scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agent_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     phone_numbers: Option<&'a [String]>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -215,7 +244,9 @@ fn claims_json(claims: &Claims) -> Vec<u8> {
         iat: claims.iat,
         exp: claims.exp,
         jti: &claims.jti,
+        aud: AUDIENCE,
         scope: claims.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" "),
+        agent_id: claims.agent_id.as_deref(),
         phone_numbers: claims.phone_numbers.as_deref(),
         max_sends: claims.max_sends,
     };
@@ -377,7 +408,9 @@ fn parse_claims(map: &Map<String, Value>) -> Result<Claims, TokenError> {
     };
 
     let aud_ok = match map.get("aud") {
-        None => true,
+        None => {
+            return Err(TokenError::InvalidClaims("the token has no aud claim (it must be \"rbm-edge\")"))
+        }
         Some(Value::String(a)) => a == AUDIENCE,
         Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(AUDIENCE)),
         Some(_) => false,
@@ -386,25 +419,37 @@ fn parse_claims(map: &Map<String, Value>) -> Result<Claims, TokenError> {
         return Err(TokenError::InvalidClaims("the token's aud is not \"rbm-edge\""));
     }
 
-    Ok(Claims { jti, iat, exp, scopes, phone_numbers, max_sends })
+    let agent_id = match map.get("agent_id") {
+        None => None,
+        Some(Value::String(a)) if crate::core::ids::is_agent_id(a) => Some(a.clone()),
+        Some(_) => return Err(TokenError::InvalidClaims("the token's agent_id is not a valid agent id")),
+    };
+
+    Ok(Claims { jti, iat, exp, scopes, agent_id, phone_numbers, max_sends })
 }
 
 /// Validates a `POST /v1/tokens` body,
-/// `{"scopes":[…],"phoneNumbers":["+1…"]?,"ttlSeconds":900?,"maxSends":20?}`, into the claims
-/// of a new token (`jti` and the clock come from the shell). Errors name the field, like send
-/// validation.
-pub fn claims_from_request(body: &[u8], jti: String, now_secs: u64) -> Result<Claims, ValidationError> {
+/// `{"scopes":[…],"agentId"?,"phoneNumbers":["+1…"]?,"ttlSeconds":900?,"maxSends":20?}`, into
+/// the claims of a new token (`jti`, the clock and the default agent come from the shell).
+/// Errors name the field, like send validation.
+pub fn claims_from_request(
+    body: &[u8],
+    jti: String,
+    now_secs: u64,
+    default_agent: Option<&str>,
+) -> Result<Claims, ValidationError> {
     let err = |path: &str, message: &str| ValidationError { path: path.into(), message: message.into() };
     let body: Value = serde_json::from_slice(body).map_err(|_| err("", "the body is not valid JSON"))?;
     let Value::Object(fields) = body else {
         return Err(err("", "the body must be a JSON object"));
     };
-    if let Some(unknown) =
-        fields.keys().find(|k| !["scopes", "phoneNumbers", "ttlSeconds", "maxSends"].contains(&k.as_str()))
+    if let Some(unknown) = fields
+        .keys()
+        .find(|k| !["scopes", "agentId", "phoneNumbers", "ttlSeconds", "maxSends"].contains(&k.as_str()))
     {
         return Err(err(
             unknown,
-            "is not a token request field (scopes, phoneNumbers, ttlSeconds, maxSends)",
+            "is not a token request field (scopes, agentId, phoneNumbers, ttlSeconds, maxSends)",
         ));
     }
     let strings = |key: &str| -> Result<Option<Vec<String>>, ValidationError> {
@@ -442,7 +487,7 @@ pub fn claims_from_request(body: &[u8], jti: String, now_secs: u64) -> Result<Cl
         let scope = Scope::parse(name).ok_or_else(|| {
             err(
                 &format!("scopes[{i}]"),
-                "must be one of messages:send, messages:read, events:send, capabilities:read",
+                "must be one of messages:send, messages:read, events:send, capabilities:read, dead-letters:manage",
             )
         })?;
         if !scopes.contains(&scope) {
@@ -467,7 +512,12 @@ pub fn claims_from_request(body: &[u8], jti: String, now_secs: u64) -> Result<Cl
         return Err(err("ttlSeconds", "must be from 1 to 3600"));
     }
     let max_sends = whole("maxSends", u64::from(u32::MAX))?.and_then(|n| u32::try_from(n).ok());
-    Ok(Claims { jti, iat: now_secs, exp: now_secs + ttl, scopes, phone_numbers, max_sends })
+    let agent_id = match fields.get("agentId") {
+        None | Some(Value::Null) => default_agent.map(String::from),
+        Some(Value::String(a)) if crate::core::ids::is_agent_id(a) => Some(a.clone()),
+        Some(_) => return Err(err("agentId", "must be 1 to 128 letters, digits, '_', '.' or '-'")),
+    };
+    Ok(Claims { jti, iat: now_secs, exp: now_secs + ttl, scopes, agent_id, phone_numbers, max_sends })
 }
 
 /// Most phone numbers one minted token may list (keeps it under `MAX_TOKEN_LEN`).
@@ -475,6 +525,18 @@ pub const MAX_PHONE_NUMBERS: usize = 100;
 
 /// Default lifetime of a minted token.
 pub const DEFAULT_TTL_SECS: u64 = 900;
+
+impl std::fmt::Display for TokenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
+impl std::fmt::Display for Denied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -492,13 +554,13 @@ mod tests {
     //   echo "$H.$P.$S"
 
     /// The module documentation's worked example. Header `{"alg":"HS256","typ":"JWT"}`, claims
-    /// `{"iat":1767225600,"exp":1767226500,"jti":"tok_01HZX3K9Q7","scope":"messages:send messages:read","phone_numbers":["+14155550123"],"max_sends":10}`.
-    const WORKED_TOKEN: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpYXQiOjE3NjcyMjU2MDAsImV4cCI6MTc2NzIyNjUwMCwianRpIjoidG9rXzAxSFpYM0s5UTciLCJzY29wZSI6Im1lc3NhZ2VzOnNlbmQgbWVzc2FnZXM6cmVhZCIsInBob25lX251bWJlcnMiOlsiKzE0MTU1NTUwMTIzIl0sIm1heF9zZW5kcyI6MTB9.nL0kbuE6f8FEqVbjhWASKwSaVHrcSaIVb_xyCZBuzjo";
-    const WORKED_CLAIMS_JSON: &str = r#"{"iat":1767225600,"exp":1767226500,"jti":"tok_01HZX3K9Q7","scope":"messages:send messages:read","phone_numbers":["+14155550123"],"max_sends":10}"#;
+    /// `{"iat":1767225600,"exp":1767226500,"jti":"tok_01HZX3K9Q7","aud":"rbm-edge","scope":"messages:send messages:read","agent_id":"my_agent","phone_numbers":["+14155550123"],"max_sends":10}`.
+    const WORKED_TOKEN: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpYXQiOjE3NjcyMjU2MDAsImV4cCI6MTc2NzIyNjUwMCwianRpIjoidG9rXzAxSFpYM0s5UTciLCJhdWQiOiJyYm0tZWRnZSIsInNjb3BlIjoibWVzc2FnZXM6c2VuZCBtZXNzYWdlczpyZWFkIiwiYWdlbnRfaWQiOiJteV9hZ2VudCIsInBob25lX251bWJlcnMiOlsiKzE0MTU1NTUwMTIzIl0sIm1heF9zZW5kcyI6MTB9.5JPyQTAP71INjO3eEwfR_3pJ5w_7uRR4RXzUYyyzPk4";
+    const WORKED_CLAIMS_JSON: &str = r#"{"iat":1767225600,"exp":1767226500,"jti":"tok_01HZX3K9Q7","aud":"rbm-edge","scope":"messages:send messages:read","agent_id":"my_agent","phone_numbers":["+14155550123"],"max_sends":10}"#;
 
     /// Header `{"alg":"HS256","typ":"JWT"}`, claims
-    /// `{"iat":1767225600,"exp":1767229200,"jti":"t1","scope":"capabilities:read"}`.
-    const MINIMAL_TOKEN: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpYXQiOjE3NjcyMjU2MDAsImV4cCI6MTc2NzIyOTIwMCwianRpIjoidDEiLCJzY29wZSI6ImNhcGFiaWxpdGllczpyZWFkIn0.PnoqtLJewvQxhBLf8xYP5EeAgPf1e2Pf1xaw2pTMtN0";
+    /// `{"iat":1767225600,"exp":1767229200,"jti":"t1","aud":"rbm-edge","scope":"capabilities:read"}`.
+    const MINIMAL_TOKEN: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpYXQiOjE3NjcyMjU2MDAsImV4cCI6MTc2NzIyOTIwMCwianRpIjoidDEiLCJhdWQiOiJyYm0tZWRnZSIsInNjb3BlIjoiY2FwYWJpbGl0aWVzOnJlYWQifQ.1SlKrhMEKPlmS-ERR6CxXWhLUF8DT7LH2vfqrDhyWYY";
 
     /// As another library might write it: header `{"alg":"HS256"}` (no typ), claims in another
     /// order with an `aud` and an unknown `sub`:
@@ -511,6 +573,7 @@ mod tests {
             iat: IAT,
             exp: IAT + 900,
             scopes: vec![Scope::MessagesSend, Scope::MessagesRead],
+            agent_id: Some("my_agent".into()),
             phone_numbers: Some(vec!["+14155550123".into()]),
             max_sends: Some(10),
         }
@@ -522,6 +585,7 @@ mod tests {
             iat,
             exp,
             scopes: vec![Scope::MessagesSend],
+            agent_id: None,
             phone_numbers: None,
             max_sends: None,
         }
@@ -545,12 +609,21 @@ mod tests {
             br#"{"scopes":["messages:send","messages:read","messages:send"],"phoneNumbers":["+14155550123"],"ttlSeconds":600,"maxSends":3}"#,
             "j1".into(),
             1000,
+            Some("default_agent"),
         )
         .expect("valid");
         assert_eq!(c.scopes, vec![Scope::MessagesSend, Scope::MessagesRead]);
         assert_eq!((c.iat, c.exp, c.max_sends), (1000, 1600, Some(3)));
-        let d = claims_from_request(br#"{"scopes":["capabilities:read"]}"#, "j2".into(), 0).expect("valid");
+        assert_eq!(c.agent_id.as_deref(), Some("default_agent"));
+        let d = claims_from_request(
+            br#"{"scopes":["capabilities:read"],"agentId":"brand_b"}"#,
+            "j2".into(),
+            0,
+            None,
+        )
+        .expect("valid");
         assert_eq!(d.exp, DEFAULT_TTL_SECS);
+        assert_eq!(d.agent_id.as_deref(), Some("brand_b"));
         for (body, path) in [
             (&br#"{"scopes":[]}"#[..], "scopes"),
             (br#"{"scopes":["admin"]}"#, "scopes[0]"),
@@ -566,10 +639,15 @@ mod tests {
             (br#"{"scopes":["messages:send"],"maxSends":4294967296}"#, "maxSends"),
             (br#"{"scopes":["messages:send"],"ttlSeconds":"900"}"#, "ttlSeconds"),
             (br#"{"scopes":["messages:send"],"phoneNumbers":"+12223334444"}"#, "phoneNumbers"),
+            (br#"{"scopes":["messages:send"],"agentId":"a/b"}"#, "agentId"),
+            (br#"{"scopes":["messages:send"],"agentId":7}"#, "agentId"),
             (b"[]", ""),
             (b"nope", ""),
         ] {
-            assert_eq!(claims_from_request(body, "j".into(), 0).map_err(|e| e.path), Err(path.to_string()));
+            assert_eq!(
+                claims_from_request(body, "j".into(), 0, None).map_err(|e| e.path),
+                Err(path.to_string())
+            );
         }
         let key = b"k";
         let tok = mint(key, &c);
@@ -590,6 +668,7 @@ mod tests {
             iat: IAT,
             exp: IAT + 3600,
             scopes: vec![Scope::CapabilitiesRead],
+            agent_id: None,
             phone_numbers: None,
             max_sends: None,
         };
@@ -743,12 +822,17 @@ mod tests {
         assert!(verify(KEY, &t, IAT + 60).is_ok());
         // nbf honoured with the same allowance
         let nbf = |n: u64| {
-            format!(r#"{{"iat":{IAT},"exp":{},"nbf":{n},"jti":"j","scope":"messages:send"}}"#, IAT + 900)
+            format!(
+                r#"{{"iat":{IAT},"exp":{},"nbf":{n},"jti":"j","aud":"rbm-edge","scope":"messages:send"}}"#,
+                IAT + 900
+            )
         };
         assert!(with_claims(&nbf(IAT + 60)).is_ok());
         assert_eq!(with_claims(&nbf(IAT + 61)), Err(TokenError::NotYetValid));
-        let not_a_number =
-            format!(r#"{{"iat":{IAT},"exp":{},"nbf":"soon","jti":"j","scope":"messages:send"}}"#, IAT + 900);
+        let not_a_number = format!(
+            r#"{{"iat":{IAT},"exp":{},"nbf":"soon","jti":"j","aud":"rbm-edge","scope":"messages:send"}}"#,
+            IAT + 900
+        );
         assert!(matches!(with_claims(&not_a_number), Err(TokenError::InvalidClaims(_))));
     }
 
@@ -765,9 +849,10 @@ mod tests {
 
     #[test]
     fn claim_validation() {
-        let base = |extra: &str| {
+        let no_aud = |extra: &str| {
             format!(r#"{{"iat":{IAT},"exp":{},"jti":"j","scope":"messages:send"{extra}}}"#, IAT + 60)
         };
+        let base = |extra: &str| no_aud(&format!(r#","aud":"rbm-edge"{extra}"#));
         assert!(with_claims(&base("")).is_ok());
         // unknown claims are ignored
         assert!(with_claims(&base(r#","sub":"x","iss":"y","extra":{"a":[1]}"#)).is_ok());
@@ -805,22 +890,27 @@ mod tests {
             base(r#","max_sends":-1"#),
             base(r#","max_sends":4294967296"#),
             base(r#","max_sends":"10""#),
-            // audience
-            base(r#","aud":"someone-else""#),
-            base(r#","aud":["someone-else"]"#),
-            base(r#","aud":42"#),
+            // audience: required, and ours
+            no_aud(""),
+            no_aud(r#","aud":"someone-else""#),
+            no_aud(r#","aud":["someone-else"]"#),
+            no_aud(r#","aud":42"#),
+            // agent
+            base(r#","agent_id":"a b""#),
+            base(r#","agent_id":7"#),
         ];
         for payload in &invalid {
             let r = with_claims(payload);
             assert!(matches!(r, Err(TokenError::InvalidClaims(_))), "{payload}: {r:?}");
         }
         // accepted optional claims
-        let c = with_claims(&base(r#","aud":"rbm-edge","max_sends":0"#)).expect("aud string");
+        let c = with_claims(&base(r#","max_sends":0,"agent_id":"brand_a""#)).expect("aud string");
         assert_eq!(c.max_sends, Some(0));
-        assert!(with_claims(&base(r#","aud":["other","rbm-edge"]"#)).is_ok());
+        assert_eq!(c.agent_id.as_deref(), Some("brand_a"));
+        assert!(with_claims(&no_aud(r#","aud":["other","rbm-edge"]"#)).is_ok());
         // duplicate and extra-spaced scopes are accepted and deduplicated
         let c = with_claims(&format!(
-            r#"{{"iat":{IAT},"exp":{},"jti":"j","scope":" messages:read  messages:read events:send"}}"#,
+            r#"{{"iat":{IAT},"exp":{},"jti":"j","aud":"rbm-edge","scope":" messages:read  messages:read events:send"}}"#,
             IAT + 60
         ))
         .expect("spaced scopes");
@@ -860,6 +950,21 @@ mod tests {
         let any = claims(IAT, IAT + 60);
         assert_eq!(any.allows(Scope::MessagesSend, Some("+447700900123")), Ok(()));
         assert_eq!(any.allows(Scope::MessagesRead, None), Err(Denied::MissingScope(Scope::MessagesRead)));
+    }
+
+    #[test]
+    fn tokens_are_bound_to_one_agent() {
+        let c = worked_claims(); // agent_id my_agent
+        assert_eq!(c.allows_agent("my_agent", Some("other_default")), Ok(()));
+        assert_eq!(
+            c.allows_agent("someone_elses_agent", Some("my_agent")),
+            Err(Denied::AgentNotAllowed("someone_elses_agent".into()))
+        );
+        // no agent_id claim: the deployment's default agent, and only it
+        let unbound = claims(IAT, IAT + 60);
+        assert_eq!(unbound.allows_agent("default", Some("default")), Ok(()));
+        assert!(unbound.allows_agent("other", Some("default")).is_err());
+        assert!(unbound.allows_agent("default", None).is_err());
     }
 
     #[test]

@@ -26,6 +26,9 @@
 use serde_json::{Map, Value};
 use std::fmt;
 
+use super::ids::{is_agent_id, is_e164, is_uuid, MAX_AGENT_ID_CHARS};
+use super::time::{duration_nanos, is_rfc3339_utc, NANOS_PER_SEC};
+
 /// Largest accepted request body: RBM's limit for a whole stringified `AgentMessage`.
 pub const MAX_BODY_BYTES: usize = 250 * 1024;
 
@@ -39,13 +42,9 @@ const MAX_MESSAGE_SUGGESTIONS: usize = 11;
 const MAX_CARD_SUGGESTIONS: usize = 4;
 const MIN_CAROUSEL_CARDS: usize = 2;
 const MAX_CAROUSEL_CARDS: usize = 10;
-const MAX_AGENT_ID_CHARS: usize = 128;
 const MAX_EVENT_MESSAGE_ID_CHARS: usize = 256;
-const NANOS_PER_SEC: i128 = 1_000_000_000;
 /// 15 days, RBM's longest `ttl`.
 const MAX_TTL_NANOS: i128 = 15 * 24 * 3600 * NANOS_PER_SEC;
-/// `google.protobuf.Duration`'s range: ±10 000 years.
-const MAX_DURATION_SECS: u64 = 315_576_000_000;
 
 const CONTENT_KINDS: &[&str] = &["text", "richCard", "contentInfo", "uploadedRbmFile"];
 const TRAFFIC_TYPES: &[&str] = &[
@@ -329,128 +328,6 @@ fn check_status_callback(path: &str, s: &str) -> Checked<()> {
             Ok(())
         }
         _ => fail(path, "must be an https URL (plain http only to 127.0.0.1, localhost or [::1])"),
-    }
-}
-
-// ---- public predicates ------------------------------------------------------------------
-
-/// `+` then 8 to 15 digits, the first 1-9.
-/// An RBM agent id (`my_agent_abc123_agent`): 1..=128 of letters, digits, `_`, `.`, `-`.
-/// Safe to put in a URL query without escaping.
-pub fn is_agent_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= MAX_AGENT_ID_CHARS
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-}
-
-pub fn is_e164(s: &str) -> bool {
-    let Some(digits) = s.strip_prefix('+') else {
-        return false;
-    };
-    (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0')
-}
-
-/// `8-4-4-4-12` hexadecimal digits, any case, any version.
-pub fn is_uuid(s: &str) -> bool {
-    s.len() == 36
-        && s.bytes().enumerate().all(|(i, b)| match i {
-            8 | 13 | 18 | 23 => b == b'-',
-            _ => b.is_ascii_hexdigit(),
-        })
-}
-
-/// Parse digits only (no sign), with overflow check.
-fn parse_digits(s: &str) -> Option<u64> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.bytes().try_fold(0u64, |acc, b| acc.checked_mul(10)?.checked_add(u64::from(b - b'0')))
-}
-
-/// A Google Duration JSON string (`"3600s"`, `"1.5s"`, `"-0.000000001s"`) in nanoseconds.
-fn duration_nanos(s: &str) -> Option<i128> {
-    let body = s.strip_suffix('s')?;
-    let (negative, body) = match body.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, body),
-    };
-    let (whole, fraction) = match body.split_once('.') {
-        Some((whole, fraction)) => (whole, Some(fraction)),
-        None => (body, None),
-    };
-    let secs = parse_digits(whole).filter(|&s| s <= MAX_DURATION_SECS)?;
-    let nanos = match fraction {
-        None => 0,
-        Some(f) if (1..=9).contains(&f.len()) => {
-            let scale = 10u64.pow(9 - u32::try_from(f.len()).ok()?);
-            parse_digits(f)? * scale
-        }
-        Some(_) => return None,
-    };
-    let total = i128::from(secs) * NANOS_PER_SEC + i128::from(nanos);
-    Some(if negative { -total } else { total })
-}
-
-/// Seconds in a Google Duration JSON string: digits, up to 9 fractional digits, then `s`
-/// (`"3600s"`, `"1.5s"`, `"0.000000001s"`, negative allowed). `None` if malformed or beyond
-/// Duration's ±315 576 000 000 s.
-pub fn parse_duration_secs(s: &str) -> Option<f64> {
-    // f64 keeps ~16 significant digits; the ttl limit itself is checked exactly, in nanoseconds.
-    duration_nanos(s).map(|n| n as f64 / 1e9)
-}
-
-fn days_in_month(year: u32, month: u32) -> u32 {
-    match month {
-        2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// An RFC 3339 timestamp as Google's `Timestamp` accepts it: `2026-11-25T10:00:00Z`, with
-/// optional 1-9 fractional second digits, and `Z` or a numeric offset such as `+00:00`.
-/// Years 0001-9999; the calendar date must exist.
-pub fn is_rfc3339_utc(s: &str) -> bool {
-    let b = s.as_bytes();
-    let num = |from: usize, len: usize| -> Option<u32> {
-        let part = b.get(from..from + len)?;
-        part.iter().try_fold(0u32, |acc, d| d.is_ascii_digit().then(|| acc * 10 + u32::from(d - b'0')))
-    };
-    let sep = |i: usize, c: u8| b.get(i) == Some(&c);
-    let (Some(year), Some(month), Some(day)) = (num(0, 4), num(5, 2), num(8, 2)) else {
-        return false;
-    };
-    let (Some(hour), Some(minute), Some(second)) = (num(11, 2), num(14, 2), num(17, 2)) else {
-        return false;
-    };
-    let shape = sep(4, b'-') && sep(7, b'-') && sep(10, b'T') && sep(13, b':') && sep(16, b':');
-    let valid = year >= 1
-        && (1..=12).contains(&month)
-        && (1..=days_in_month(year, month)).contains(&day)
-        && hour <= 23
-        && minute <= 59
-        && second <= 59;
-    if !shape || !valid {
-        return false;
-    }
-    let mut rest = b.get(19..).unwrap_or_default();
-    if let Some(fraction) = rest.strip_prefix(b".") {
-        let digits = fraction.iter().take_while(|d| d.is_ascii_digit()).count();
-        if !(1..=9).contains(&digits) {
-            return false;
-        }
-        rest = fraction.get(digits..).unwrap_or_default();
-    }
-    let two = |a: u8, b: u8| -> Option<u32> {
-        (a.is_ascii_digit() && b.is_ascii_digit()).then(|| u32::from(a - b'0') * 10 + u32::from(b - b'0'))
-    };
-    match rest {
-        b"Z" => true,
-        [b'+' | b'-', h1, h2, b':', m1, m2] => {
-            matches!((two(*h1, *h2), two(*m1, *m2)), (Some(h), Some(m)) if h <= 23 && m <= 59)
-        }
-        _ => false,
     }
 }
 
@@ -971,20 +848,6 @@ mod tests {
     }
 
     #[test]
-    fn e164_boundaries() {
-        assert!(is_e164("+12345678")); // 8 digits
-        assert!(is_e164("+123456789012345")); // 15 digits
-        assert!(!is_e164("+1234567")); // 7
-        assert!(!is_e164("+1234567890123456")); // 16
-        assert!(!is_e164("+01234567890"));
-        assert!(!is_e164("12223334444"));
-        assert!(!is_e164("+1 222 333 4444"));
-        assert!(!is_e164("+1222333444٤")); // Arabic-Indic digit
-        assert!(!is_e164("+"));
-        assert!(!is_e164(""));
-    }
-
-    #[test]
     fn message_id_must_be_a_uuid() {
         ok(json!({"messageId": "123E4567-E89B-12D3-A456-426614174000", "contentMessage": {"text": "Hi"}}));
         assert_err(json!({"messageId": "not-a-uuid", "contentMessage": {"text": "Hi"}}), "messageId", "UUID");
@@ -993,20 +856,6 @@ mod tests {
             "messageId",
             "must be a string",
         );
-    }
-
-    #[test]
-    fn uuid_shapes() {
-        assert!(is_uuid(UUID));
-        assert!(is_uuid("00000000-0000-0000-0000-000000000000"));
-        assert!(is_uuid("FFFFFFFF-ffff-7FFF-bfff-FFFFFFFFFFFF"));
-        assert!(!is_uuid("123e4567e89b12d3a456426614174000"));
-        assert!(!is_uuid("123e4567-e89b-12d3-a456-42661417400"));
-        assert!(!is_uuid("123e4567-e89b-12d3-a456-4266141740000"));
-        assert!(!is_uuid("123e4567-e89b-12d3-a456_426614174000"));
-        assert!(!is_uuid("g23e4567-e89b-12d3-a456-426614174000"));
-        assert!(!is_uuid("{123e4567-e89b-12d3-a456-426614174000}"));
-        assert!(!is_uuid("123e4567-e89b-12d3-a456-42661417400é"));
     }
 
     #[test]
@@ -1497,66 +1346,9 @@ mod tests {
     }
 
     #[test]
-    fn duration_parsing() {
-        assert_eq!(parse_duration_secs("3600s"), Some(3600.0));
-        assert_eq!(parse_duration_secs("1.5s"), Some(1.5));
-        assert_eq!(parse_duration_secs("0.000000001s"), Some(1e-9));
-        assert_eq!(parse_duration_secs("-0.5s"), Some(-0.5));
-        assert_eq!(parse_duration_secs("0s"), Some(0.0));
-        assert_eq!(parse_duration_secs("315576000000s"), Some(315_576_000_000.0));
-        assert_eq!(parse_duration_secs("315576000001s"), None);
-        assert_eq!(parse_duration_secs("18446744073709551616s"), None); // u64 overflow
-        for bad in ["", "s", "5", "5m", "1.0000000001s", "1.s", ".1s", "--1s", "1e3s", "1,5s", "٣s", "1.5ss"]
-        {
-            assert_eq!(parse_duration_secs(bad), None, "{bad}");
-        }
+    fn ttl_limit_is_exact_to_the_nanosecond() {
         assert_eq!(duration_nanos("1296000.000000001s"), Some(MAX_TTL_NANOS + 1));
-    }
-
-    #[test]
-    fn rfc3339_parsing() {
-        for good in [
-            "2026-11-25T10:00:00Z",
-            "2018-12-31T15:01:23.045123456Z",
-            "2026-11-25T10:00:00.1Z",
-            "2026-11-25T10:00:00+00:00",
-            "2026-11-25T10:00:00-00:00",
-            "2026-11-25T10:00:00.5+05:30",
-            "2024-02-29T23:59:59Z",
-            "2000-02-29T00:00:00Z",
-            "0001-01-01T00:00:00Z",
-            "9999-12-31T23:59:59Z",
-        ] {
-            assert!(is_rfc3339_utc(good), "{good}");
-        }
-        for bad in [
-            "",
-            "2026-11-25",
-            "2026-11-25T10:00:00",
-            "2026-11-25 10:00:00Z",
-            "2026-11-25t10:00:00z",
-            "2026-13-01T00:00:00Z",
-            "2026-00-01T00:00:00Z",
-            "2026-02-29T00:00:00Z",
-            "1900-02-29T00:00:00Z",
-            "2026-04-31T00:00:00Z",
-            "2026-11-25T24:00:00Z",
-            "2026-11-25T10:60:00Z",
-            "2026-11-25T10:00:60Z",
-            "0000-01-01T00:00:00Z",
-            "2026-11-25T10:00:00.Z",
-            "2026-11-25T10:00:00.1234567890Z",
-            "2026-11-25T10:00:00+0000",
-            "2026-11-25T10:00:00+24:00",
-            "2026-11-25T10:00:00+00:60",
-            "2026-11-25T10:00:00ZZ",
-            "2026-11-25T10:00:00Z ",
-            "+2026-11-25T10:00:00Z",
-            "２026-11-25T10:00:00Z",
-            "2026-1a-25T10:00:00Z",
-        ] {
-            assert!(!is_rfc3339_utc(bad), "{bad}");
-        }
+        assert_err(json!({"ttl": "1296000.000000001s", "contentMessage": {"text": "Hi"}}), "ttl", "at most");
     }
 
     // ---- wrong types, hostile input -------------------------------------------------------

@@ -12,12 +12,13 @@ use std::cell::RefCell;
 
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
-use worker::{Delay, Headers, Method, Request, RequestInit};
+use worker::{Delay, Headers};
 
 use crate::config::Config;
 use crate::core::jwt::{assemble, token_request_body, usable_until_ms, ServiceAccountKey, TokenResponse};
+use crate::core::upstream::relayable;
 use crate::error::ApiError;
-use crate::runtime::{fetch_with_timeout, subtle, FetchError};
+use crate::runtime::{fetch_with_timeout, request, subtle, FetchError};
 
 const SETTING: &str = "RBM_SERVICE_ACCOUNT_KEY";
 /// How often a waiting request re-reads the cache while another request fetches the token.
@@ -48,7 +49,7 @@ enum Next {
 
 /// A bearer token for RBM, from the cache or from the token endpoint.
 pub async fn access_token(cfg: &Config, now_ms: u64) -> Result<String, ApiError> {
-    let key_json = cfg.service_account_key.as_deref().ok_or(ApiError::ConfigMissing(SETTING))?;
+    let key = cfg.service_account()?;
     let started = now_ms;
     // A fetch is bounded by the timeout; waiting longer than that means its request died.
     let give_up_after = cfg.timeout_ms + 1_000;
@@ -79,7 +80,7 @@ pub async fn access_token(cfg: &Config, now_ms: u64) -> Result<String, ApiError>
             Next::Fail(err) => return Err(err),
             Next::Wait => Delay::from(std::time::Duration::from_millis(WAIT_STEP_MS)).await,
             Next::Fetch => {
-                let result = fetch_token(key_json, cfg.timeout_ms, now).await;
+                let result = fetch_token(&key, cfg.timeout_ms, now).await;
                 let ended = worker::Date::now().as_millis();
                 STATE.with(|s| {
                     let mut s = s.borrow_mut();
@@ -109,21 +110,19 @@ pub fn invalidate(token: &str) {
 }
 
 /// Mints an assertion and exchanges it: the token and until when to use it (ms).
-async fn fetch_token(key_json: &str, timeout_ms: u64, now_ms: u64) -> Result<(String, u64), ApiError> {
-    let key = ServiceAccountKey::parse(key_json)
-        .map_err(|e| ApiError::ConfigInvalid(SETTING, e.describe().into()))?;
+async fn fetch_token(
+    key: &ServiceAccountKey,
+    timeout_ms: u64,
+    now_ms: u64,
+) -> Result<(String, u64), ApiError> {
     let signing_input = key.signing_input(now_ms / 1000);
-    let signature = sign_rs256(&key, signing_input.as_bytes()).await?;
+    let signature = sign_rs256(key, signing_input.as_bytes()).await?;
     let assertion = assemble(&signing_input, &signature);
 
     let headers = Headers::new();
     let _ = headers.set("content-type", "application/x-www-form-urlencoded");
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(headers)
-        .with_body(Some(token_request_body(&assertion).into()));
     let token_uri = key.token_uri().to_string();
-    let req = Request::new_with_init(&token_uri, &init)
+    let req = request("POST", &token_uri, &headers, Some(&token_request_body(&assertion)))
         .map_err(|_| ApiError::ConfigInvalid(SETTING, "token_uri is not a valid URL".into()))?;
     let mut resp = match fetch_with_timeout(req, timeout_ms).await {
         Ok(r) => r,
@@ -139,6 +138,11 @@ async fn fetch_token(key_json: &str, timeout_ms: u64, now_ms: u64) -> Result<(St
         }
     };
     let status = resp.status_code();
+    if !relayable(status) {
+        return Err(ApiError::UpstreamInvalid(format!(
+            "The OAuth token endpoint {token_uri} answered HTTP {status}, which is not an answer to a token request."
+        )));
+    }
     let text = resp.text().await.unwrap_or_default();
     if status != 200 {
         // Google answers {"error":"invalid_grant","error_description":"…"}: name the error

@@ -2,12 +2,13 @@
 //! (status + JSON body) is returned as is; only transport failures become our errors.
 
 use serde_json::Value;
-use worker::{Headers, Method, Request, RequestInit};
+use worker::{Headers, Method};
 
 use super::oauth;
 use crate::config::Config;
+use crate::core::upstream::relayable;
 use crate::error::ApiError;
-use crate::runtime::{fetch_with_timeout, FetchError};
+use crate::runtime::{fetch_with_timeout, request, FetchError};
 
 /// RBM's answer: its HTTP status and its body (JSON, or the text when it is not JSON).
 pub struct RbmAnswer {
@@ -58,10 +59,9 @@ async fn send(
     if body.is_some() {
         let _ = headers.set("content-type", "application/json; charset=utf-8");
     }
-    let mut init = RequestInit::new();
-    init.with_method(method).with_headers(headers).with_body(body.map(Into::into));
+    // A redirect is answered as such (502 UPSTREAM_INVALID), never followed with our token.
     let url = format!("{}{}", cfg.api_base, path_and_query);
-    let req = Request::new_with_init(&url, &init)
+    let req = request(method.as_ref(), &url, &headers, body)
         .map_err(|_| ApiError::ConfigInvalid("RBM_API_BASE", "it does not make a valid URL".into()))?;
     let mut resp = match fetch_with_timeout(req, cfg.timeout_ms).await {
         Ok(r) => r,
@@ -76,6 +76,12 @@ async fn send(
         }
     };
     let status = resp.status_code();
+    if !relayable(status) {
+        // No body is read: a null-body status has none, and reading it is what hung.
+        return Err(ApiError::UpstreamInvalid(format!(
+            "RBM answered HTTP {status}, which cannot be relayed (expected 200-599 with a JSON body)."
+        )));
+    }
     let text = resp.text().await.unwrap_or_default();
     let body = if text.trim().is_empty() {
         Value::Null

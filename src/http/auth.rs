@@ -15,9 +15,6 @@ pub enum Caller {
     Token(Claims),
 }
 
-/// Shortest `TOKEN_SIGNING_KEY` accepted (HS256 keys should have the hash's 256 bits).
-pub const MIN_SIGNING_KEY_LEN: usize = 32;
-
 /// The bearer credential of `req`, if it has an `Authorization: Bearer …` header.
 fn bearer(req: &Request) -> Option<String> {
     let value = req.headers().get("authorization").ok().flatten()?;
@@ -27,13 +24,29 @@ fn bearer(req: &Request) -> Option<String> {
 
 /// Authenticates the request: an API key, else a valid token, else 401.
 pub fn caller(req: &Request, cx: &Cx) -> Result<Caller, ApiError> {
+    authenticate(bearer(req), cx)
+}
+
+/// The credential a WebSocket client offers as a subprotocol (`bearer.<token or key>`, next to
+/// `rbm-edge.v1`): browsers cannot set headers on a WebSocket, and credentials never go in URLs.
+pub fn subprotocol_credential(req: &Request) -> Option<String> {
+    let offered = req.headers().get("sec-websocket-protocol").ok().flatten()?;
+    let mut protocols = offered.split(',').map(str::trim);
+    if !offered.split(',').any(|p| p.trim() == crate::conversation::PROTOCOL) {
+        return None;
+    }
+    protocols.find_map(|p| p.strip_prefix("bearer.")).map(String::from).filter(|c| !c.is_empty())
+}
+
+/// Authenticates a credential: an API key, else a valid token, else 401.
+pub fn authenticate(credential: Option<String>, cx: &Cx) -> Result<Caller, ApiError> {
     let keys = cx.cfg.api_keys();
-    let signing_key = cx.cfg.token_signing_key.as_deref();
+    let signing_key = cx.cfg.token_key();
     if keys.is_err() && signing_key.is_none() {
         return Err(ApiError::ConfigMissing("API_KEYS"));
     }
     let credential =
-        bearer(req).ok_or(ApiError::Unauthorized("Send Authorization: Bearer <API key or token>."))?;
+        credential.ok_or(ApiError::Unauthorized("Send Authorization: Bearer <API key or token>."))?;
     if let Ok(keys) = keys {
         if ct_eq_any(credential.as_bytes(), keys.iter().map(String::as_str)) {
             return Ok(Caller::ApiKey);
@@ -41,25 +54,11 @@ pub fn caller(req: &Request, cx: &Cx) -> Result<Caller, ApiError> {
     }
     // Not an API key: a token (three dot-separated parts) if tokens are enabled.
     match signing_key {
-        Some(key) if credential.matches('.').count() == 2 => {
-            let key = signing_key_bytes(key)?;
-            verify(key, &credential, cx.now_ms / 1000)
-                .map(Caller::Token)
-                .map_err(|e| ApiError::Unauthorized(e.describe()))
-        }
+        Some(key) if credential.matches('.').count() == 2 => verify(key?, &credential, cx.now_ms / 1000)
+            .map(Caller::Token)
+            .map_err(|e| ApiError::Unauthorized(e.describe())),
         _ => Err(ApiError::Unauthorized("The bearer credential is not valid.")),
     }
-}
-
-/// `TOKEN_SIGNING_KEY`'s bytes (its UTF-8 text), refused when too short to be safe.
-pub fn signing_key_bytes(key: &str) -> Result<&[u8], ApiError> {
-    if key.len() < MIN_SIGNING_KEY_LEN {
-        return Err(ApiError::ConfigInvalid(
-            "TOKEN_SIGNING_KEY",
-            format!("it must be at least {MIN_SIGNING_KEY_LEN} bytes"),
-        ));
-    }
-    Ok(key.as_bytes())
 }
 
 impl Caller {
@@ -87,7 +86,21 @@ impl Caller {
         self.require(scope, phone_number)
     }
 
-    /// Routes for servers only (minting tokens, dead letters).
+    /// A token acts for one agent (its `agent_id`, else `RBM_AGENT_ID`); API keys for any.
+    pub fn require_agent(&self, agent: &str, cx: &Cx) -> Result<(), ApiError> {
+        match self {
+            Caller::ApiKey => Ok(()),
+            Caller::Token(claims) => claims
+                .allows_agent(agent, cx.cfg.agent_id.as_deref())
+                .map_err(|d| ApiError::Forbidden(capitalise(&d.describe()))),
+        }
+    }
+
+    pub fn is_token(&self) -> bool {
+        matches!(self, Caller::Token(_))
+    }
+
+    /// Routes for servers only (minting tokens, erasing conversations).
     pub fn require_api_key(&self) -> Result<(), ApiError> {
         match self {
             Caller::ApiKey => Ok(()),

@@ -4,16 +4,19 @@
 //! relay records `SENT` / `SEND_FAILED` before answering, so a status read right after shows
 //! it, and webhook receipts that raced ahead are never overwritten (one key per event type).
 
-use serde_json::json;
+use serde_json::{json, Value};
 use worker::{Method, Request, Response};
 
 use super::auth::Caller;
-use super::{agent_id, query_param, read_body, Cx};
+use super::{agent_for, query_param, read_body, Cx};
+use crate::conversation::client as conversation;
+use crate::core::conversation::{object_name, Op};
+use crate::core::ids::is_e164;
 use crate::core::ids::is_valid_message_id;
-use crate::core::status::{RecordMeta, RecordType, Source};
+use crate::core::status::{RecordMeta, RecordType, Source, StatusView};
 use crate::core::time::format_rfc3339_millis;
 use crate::core::token::Scope;
-use crate::core::validate::{is_e164, validate_send};
+use crate::core::validate::validate_send;
 use crate::error::{json_response, ApiError};
 use crate::google::rbm::{self, phone_path};
 use crate::log;
@@ -25,6 +28,10 @@ use crate::store::status::StatusStore;
 const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
 /// `POST /v1/messages`
+///
+/// Idempotent like a payment API: a `messageId` that already has a SENT record is answered
+/// from that record (`"replayed": true`) without calling RBM, and RBM's own 409 ALREADY_EXISTS
+/// is answered the same way. A message's `statusCallback`, once set, is never replaced.
 pub async fn send(mut req: Request, caller: &Caller, cx: &Cx) -> Result<Response, ApiError> {
     caller.require(Scope::MessagesSend, None)?;
     // Read up to 1 MiB so an over-limit message gets validation's 400 naming the limit;
@@ -33,20 +40,33 @@ pub async fn send(mut req: Request, caller: &Caller, cx: &Cx) -> Result<Response
     let send = validate_send(&body)?;
     drop(body);
     caller.require(Scope::MessagesSend, Some(&send.phone_number))?;
-    if send.status_callback.is_some() && cx.cfg.forward_secret.is_none() {
-        // Callbacks are signed with FORWARD_SECRET; refuse one we could never sign.
-        return Err(ApiError::ConfigMissing("FORWARD_SECRET"));
+    let agent = agent_for(send.agent_id.clone(), caller, cx)?;
+    if let Some(url) = &send.status_callback {
+        cx.cfg.callback_key()?; // refuse a callback we could never sign
+        cx.cfg
+            .callback_policy()?
+            .check(url, caller.is_token())
+            .map_err(|d| ApiError::Forbidden(format!("{d}.")))?;
     }
-    let agent = agent_id(send.agent_id, cx)?;
     let store = StatusStore::open(&cx.env, cx.cfg.status_ttl_secs)?;
-    let message_id = match send.message_id {
+    let message_id = match &send.message_id {
         Some(id) => {
+            let recorded = store.view(id).await?;
             if let Caller::Token(_) = caller {
                 // A browser token may not reuse another number's message id (it would take over
-                // that message's status view and callback).
-                require_same_number(&store, &id, &send.phone_number).await?;
+                // that message's status view).
+                if recorded
+                    .as_ref()
+                    .and_then(|v| v.phone_number.as_deref())
+                    .is_some_and(|p| p != send.phone_number)
+                {
+                    return Err(other_number());
+                }
             }
-            id
+            if let Some(view) = recorded.filter(|v| v.events.iter().any(|e| e.kind == RecordType::Sent)) {
+                return replay(&store, &view).await;
+            }
+            id.clone()
         }
         None => random_uuid().map_err(ApiError::Internal)?,
     };
@@ -55,36 +75,83 @@ pub async fn send(mut req: Request, caller: &Caller, cx: &Cx) -> Result<Response
         let ip = req.headers().get("cf-connecting-ip").ok().flatten();
         limits::take_send(&cx.env, claims, ip.as_deref(), cx.now_ms / 1000).await?;
     }
-    if let Some(url) = &send.status_callback {
-        // Stored before the relay: a receipt can arrive before RBM's answer reaches us.
-        store.set_callback(&message_id, url).await?;
-    }
     let phone = send.phone_number;
+    let object = object_name(&agent, &phone);
+    let content = Value::Object(send.agent_message);
+    if send.status_callback.is_some() {
+        // Registered before the relay: a receipt can arrive before RBM's answer reaches us.
+        // The object keeps the first callback a message gets.
+        let meta = api_meta(cx, &phone, &agent, None);
+        let op = Op::Outbound {
+            message_id: message_id.clone(),
+            content: content.clone(),
+            callback_url: send.status_callback.clone(),
+            record: None,
+            meta,
+        };
+        conversation::op(&cx.env, &object, &op).await?;
+    }
     let path = format!("{}/agentMessages?messageId={message_id}&agentId={agent}", phone_path(&phone));
     let answer = rbm::call(&cx.cfg, cx.now_ms, Method::Post, &path, Some(&send.relayed_json)).await?;
 
-    // 2xx → SENT; 4xx → SEND_FAILED (RBM said no). 5xx says nothing final: not recorded.
+    // 2xx (and 409: RBM already has this id) → SENT; other 4xx → SEND_FAILED (RBM said no).
+    // 5xx says nothing final: not recorded.
+    let already = answer.status == 409;
     let record = match answer.status {
-        200..=299 => Some(RecordType::Sent),
+        200..=299 | 409 => Some(RecordType::Sent),
         400..=499 => Some(RecordType::SendFailed),
         _ => None,
     };
     if let Some(t) = record {
         let meta = api_meta(cx, &phone, &agent, (t == RecordType::SendFailed).then_some(answer.status));
-        record_or_log(&store, &message_id, t, meta).await;
+        let value = if answer.is_success() { answer.body.to_string() } else { "{}".to_string() };
+        record_or_log(&store, &message_id, t, meta.clone(), &value).await;
+        let op = Op::Outbound {
+            message_id: message_id.clone(),
+            content,
+            callback_url: send.status_callback,
+            record: Some(t),
+            meta,
+        };
+        if let Err(e) = conversation::op(&cx.env, &object, &op).await {
+            log::error("conversation not updated", json!({"messageId": message_id, "error": e.message()}));
+        }
     }
     let mut out = json!({
         "messageId": message_id,
         "phoneNumber": phone,
         "agentId": agent,
-        "status": if answer.is_success() { "SENT" } else { "FAILED" },
+        "status": if answer.is_success() || already { "SENT" } else { "FAILED" },
         "rbm": answer.body,
     });
+    if already {
+        out["replayed"] = true.into();
+        return Ok(json_response(200, &out));
+    }
     if answer.status == 404 {
         // Google: 404 on send = the user is not reachable over RCS (the cue for SMS fallback).
         out["rcsReachable"] = false.into();
     }
     Ok(json_response(answer.status, &out))
+}
+
+/// The answer to a send of a message that was already sent: its recorded outcome.
+async fn replay(store: &StatusStore, view: &StatusView) -> Result<Response, ApiError> {
+    let rbm_answer = store.value(&view.message_id, RecordType::Sent).await?;
+    let rbm_answer =
+        rbm_answer.and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok()).unwrap_or(json!({}));
+    Ok(json_response(
+        200,
+        &json!({
+            "messageId": view.message_id,
+            "phoneNumber": view.phone_number,
+            "agentId": view.agent_id,
+            "status": "SENT",
+            "replayed": true,
+            "currentStatus": view.status,
+            "rbm": rbm_answer,
+        }),
+    ))
 }
 
 /// `DELETE /v1/messages/{messageId}`: revoke an undelivered message.
@@ -118,13 +185,18 @@ pub async fn revoke(req: &Request, message_id: &str, caller: &Caller, cx: &Cx) -
             .require(Scope::MessagesSend, Some(&phone))
             .map_err(|e| if given { e } else { other_number() })?;
     }
-    let agent = agent_id(query_param(req, "agentId").or_else(|| stored.and_then(|v| v.agent_id)), cx)?;
+    let agent =
+        agent_for(query_param(req, "agentId").or_else(|| stored.and_then(|v| v.agent_id)), caller, cx)?;
     let path = format!("{}/agentMessages/{message_id}?agentId={agent}", phone_path(&phone));
     let answer = rbm::call(&cx.cfg, cx.now_ms, Method::Delete, &path, None).await?;
     if answer.is_success() {
         // A late DELIVERED still wins over this (precedence), as Google warns it can.
-        record_or_log(&store, message_id, RecordType::RevokeRequested, api_meta(cx, &phone, &agent, None))
-            .await;
+        let meta = api_meta(cx, &phone, &agent, None);
+        record_or_log(&store, message_id, RecordType::RevokeRequested, meta.clone(), "{}").await;
+        let op = Op::Status { message_id: message_id.to_string(), record: RecordType::RevokeRequested, meta };
+        if let Err(e) = conversation::op(&cx.env, &object_name(&agent, &phone), &op).await {
+            log::error("conversation not updated", json!({"messageId": message_id, "error": e.message()}));
+        }
     }
     let out = json!({
         "messageId": message_id,
@@ -165,14 +237,6 @@ fn api_meta(cx: &Cx, phone: &str, agent: &str, http_status: Option<u16>) -> Reco
     }
 }
 
-/// Refuses a message id already recorded for another phone number (without naming it).
-async fn require_same_number(store: &StatusStore, message_id: &str, phone: &str) -> Result<(), ApiError> {
-    match store.view(message_id).await? {
-        Some(v) if v.phone_number.as_deref().is_some_and(|p| p != phone) => Err(other_number()),
-        _ => Ok(()),
-    }
-}
-
 fn other_number() -> ApiError {
     ApiError::Forbidden("This messageId belongs to a message for another phone number.".into())
 }
@@ -180,8 +244,8 @@ fn other_number() -> ApiError {
 /// RBM has already acted, so its answer is the truth the caller needs; a failed status write
 /// is logged loudly rather than turned into an error (the caller would retry a send that
 /// happened — harmless with the same messageId, but misleading).
-async fn record_or_log(store: &StatusStore, message_id: &str, t: RecordType, meta: RecordMeta) {
-    if let Err(e) = store.record(message_id, t, meta, "{}").await {
+async fn record_or_log(store: &StatusStore, message_id: &str, t: RecordType, meta: RecordMeta, value: &str) {
+    if let Err(e) = store.record(message_id, t, meta, value).await {
         log::error(
             "status not recorded",
             json!({"messageId": message_id, "type": t.as_str(), "error": e.message()}),

@@ -1,6 +1,7 @@
 //! The HTTP surface: one routing table, small handlers, errors mapped once (`ApiError`).
 
 pub mod auth;
+pub mod conversations;
 pub mod cors;
 pub mod dead_letters;
 pub mod messages;
@@ -12,11 +13,11 @@ use std::rc::Rc;
 
 use futures_util::StreamExt;
 
-use worker::{Env, Method, Request, Response};
+use worker::{Context, Env, Method, Request, Response};
 
 use crate::config::Config;
+use crate::core::ids::is_agent_id;
 use crate::core::token::Scope;
-use crate::core::validate::is_agent_id;
 use crate::error::{json_response, ApiError};
 use auth::Caller;
 
@@ -26,12 +27,14 @@ pub struct Cx {
     pub cfg: Rc<Config>,
     /// Read once per request in the shell; the core never reads a clock.
     pub now_ms: u64,
+    /// For work that must not hold the response (`wait_until`).
+    pub ctx: Context,
 }
 
 /// Routes one request. Never fails: every error becomes its JSON response here.
-pub async fn handle(req: Request, env: Env) -> Response {
+pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
     let cfg = Config::get(&env);
-    let cx = Cx { env, cfg, now_ms: worker::Date::now().as_millis() };
+    let cx = Cx { env, cfg, now_ms: worker::Date::now().as_millis(), ctx };
     let path = req.path();
     let api = path.starts_with("/v1/");
     let origin = if api { req.headers().get("origin").ok().flatten() } else { None };
@@ -50,7 +53,8 @@ pub async fn handle(req: Request, env: Env) -> Response {
             e.into_response()
         }
     };
-    if api {
+    // A WebSocket answer (101) goes back untouched.
+    if api && resp.status_code() != 101 {
         cors::decorate(&mut resp, origin.as_deref(), &cx.cfg);
     }
     resp
@@ -75,12 +79,12 @@ async fn route(req: Request, path: &str, cx: &Cx) -> Result<Response, ApiError> 
         }
         ["v1", "messages"] => {
             allow(&method, &[Method::Post])?;
-            let caller = authorize(&req, cx)?;
+            let caller = authorize(&req, cx).await?;
             messages::send(req, &caller, cx).await
         }
         ["v1", "messages", id] => {
             allow(&method, &[Method::Get, Method::Delete])?;
-            let caller = authorize(&req, cx)?;
+            let caller = authorize(&req, cx).await?;
             if method == Method::Get {
                 messages::status(id, &caller, cx).await
             } else {
@@ -89,36 +93,52 @@ async fn route(req: Request, path: &str, cx: &Cx) -> Result<Response, ApiError> 
         }
         ["v1", "phones", phone, "events"] => {
             allow(&method, &[Method::Post])?;
-            let caller = authorize(&req, cx)?;
+            let caller = authorize(&req, cx).await?;
             let phone = phones::phone_from_segment(phone)?;
             caller.require(Scope::EventsSend, Some(&phone))?;
-            phones::event(req, &phone, cx).await
+            let agent = agent_for(query_param(&req, "agentId"), &caller, cx)?;
+            phones::event(req, &phone, &agent, cx).await
         }
         ["v1", "phones", phone, "capabilities"] => {
             allow(&method, &[Method::Get])?;
-            let caller = authorize(&req, cx)?;
+            let caller = authorize(&req, cx).await?;
             let phone = phones::phone_from_segment(phone)?;
             caller.require(Scope::CapabilitiesRead, Some(&phone))?;
-            phones::capabilities(&req, &phone, cx).await
+            let agent = agent_for(query_param(&req, "agentId"), &caller, cx)?;
+            phones::capabilities(&phone, &agent, cx).await
+        }
+        ["v1", "phones", phone, "messages"] => {
+            allow(&method, &[Method::Get])?;
+            let caller = authorize(&req, cx).await?;
+            conversations::history(&req, &phones::phone_from_segment(phone)?, &caller, cx).await
+        }
+        ["v1", "phones", phone, "live"] => {
+            allow(&method, &[Method::Get])?;
+            conversations::live(&req, &phones::phone_from_segment(phone)?, cx).await
+        }
+        ["v1", "phones", phone, "conversation"] => {
+            allow(&method, &[Method::Delete])?;
+            let caller = authorize(&req, cx).await?;
+            conversations::erase(&req, &phones::phone_from_segment(phone)?, &caller, cx).await
         }
         ["v1", "tokens"] => {
             allow(&method, &[Method::Post])?;
-            authorize(&req, cx)?.require_api_key()?;
+            authorize(&req, cx).await?.require_api_key()?;
             tokens::create(req, cx).await
         }
         ["v1", "dead-letters"] => {
             allow(&method, &[Method::Get])?;
-            authorize(&req, cx)?.require_api_key()?;
+            authorize(&req, cx).await?.require_for(Scope::DeadLettersManage, None)?;
             dead_letters::list(&req, cx).await
         }
         ["v1", "dead-letters", id] => {
             allow(&method, &[Method::Delete])?;
-            authorize(&req, cx)?.require_api_key()?;
+            authorize(&req, cx).await?.require_for(Scope::DeadLettersManage, None)?;
             dead_letters::delete(id, cx).await
         }
         ["v1", "dead-letters", id, "replay"] => {
             allow(&method, &[Method::Post])?;
-            authorize(&req, cx)?.require_api_key()?;
+            authorize(&req, cx).await?.require_for(Scope::DeadLettersManage, None)?;
             dead_letters::replay(id, cx).await
         }
         _ => Err(ApiError::NotFound(format!("No route for {path}."))),
@@ -135,9 +155,15 @@ fn allow(method: &Method, allowed: &[Method]) -> Result<(), ApiError> {
     }
 }
 
-fn authorize(req: &Request, cx: &Cx) -> Result<Caller, ApiError> {
+/// Authenticates the caller; a token caller also spends one unit of its rate limit, on every
+/// route.
+async fn authorize(req: &Request, cx: &Cx) -> Result<Caller, ApiError> {
     cx.cfg.check()?;
-    auth::caller(req, cx)
+    let caller = auth::caller(req, cx)?;
+    if let Caller::Token(claims) = &caller {
+        crate::store::limits::take_request(&cx.env, claims).await?;
+    }
+    Ok(caller)
 }
 
 /// Reads a request body of at most `max` bytes: 413 beyond, announced or not. The body is
@@ -173,16 +199,25 @@ pub async fn read_body(req: &mut Request, max: usize) -> Result<Vec<u8>, ApiErro
 
 /// One query parameter, percent-decoded.
 pub fn query_param(req: &Request, name: &str) -> Option<String> {
-    let url = req.url().ok()?;
-    url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+    crate::core::query::param(&req.inner().url(), name)
 }
 
-/// The agent for a call: the caller's, else `RBM_AGENT_ID`. Validated: it goes into a URL.
-pub fn agent_id(given: Option<String>, cx: &Cx) -> Result<String, ApiError> {
-    let agent = given.or_else(|| cx.cfg.agent_id.clone()).ok_or(ApiError::ConfigMissing("RBM_AGENT_ID"))?;
-    if is_agent_id(&agent) {
-        Ok(agent)
-    } else {
-        Err(ApiError::InvalidRequest("agentId must be 1 to 128 letters, digits, '_', '.' or '-'.".into()))
+/// The agent for a call: the one named, else the token's own, else `RBM_AGENT_ID`; validated
+/// (it goes into a URL), and one a token may act for (403 otherwise).
+pub fn agent_for(given: Option<String>, caller: &Caller, cx: &Cx) -> Result<String, ApiError> {
+    let token_agent = match caller {
+        Caller::Token(claims) => claims.agent_id.clone(),
+        Caller::ApiKey => None,
+    };
+    let agent = given
+        .or(token_agent)
+        .or_else(|| cx.cfg.agent_id.clone())
+        .ok_or(ApiError::ConfigMissing("RBM_AGENT_ID"))?;
+    if !is_agent_id(&agent) {
+        return Err(ApiError::InvalidRequest(
+            "agentId must be 1 to 128 letters, digits, '_', '.' or '-'.".into(),
+        ));
     }
+    caller.require_agent(&agent, cx)?;
+    Ok(agent)
 }

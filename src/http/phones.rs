@@ -3,8 +3,9 @@
 use serde_json::json;
 use worker::{Method, Request, Response};
 
-use super::{agent_id, query_param, read_body, Cx};
-use crate::core::validate::{is_e164, validate_agent_event, AgentEventRequest};
+use super::{read_body, Cx};
+use crate::core::ids::is_e164;
+use crate::core::validate::{validate_agent_event, AgentEventRequest};
 use crate::error::{json_response, ApiError};
 use crate::google::rbm::{self, phone_path};
 use crate::runtime::random_uuid;
@@ -23,7 +24,7 @@ pub fn phone_from_segment(segment: &str) -> Result<String, ApiError> {
 }
 
 /// `POST /v1/phones/{phoneNumber}/events` → agentEvents.create with a fresh eventId.
-pub async fn event(mut req: Request, phone: &str, cx: &Cx) -> Result<Response, ApiError> {
+pub async fn event(mut req: Request, phone: &str, agent: &str, cx: &Cx) -> Result<Response, ApiError> {
     let body = read_body(&mut req, 4096).await?;
     let relayed = match validate_agent_event(&body)? {
         AgentEventRequest::Read { message_id } => {
@@ -31,7 +32,6 @@ pub async fn event(mut req: Request, phone: &str, cx: &Cx) -> Result<Response, A
         }
         AgentEventRequest::IsTyping => json!({"eventType": "IS_TYPING"}),
     };
-    let agent = agent_id(query_param(&req, "agentId"), cx)?;
     let event_id = random_uuid().map_err(ApiError::Internal)?;
     let path = format!("{}/agentEvents?eventId={event_id}&agentId={agent}", phone_path(phone));
     let answer = rbm::call(&cx.cfg, cx.now_ms, Method::Post, &path, Some(&relayed.to_string())).await?;
@@ -40,8 +40,7 @@ pub async fn event(mut req: Request, phone: &str, cx: &Cx) -> Result<Response, A
 }
 
 /// `GET /v1/phones/{phoneNumber}/capabilities` → phones.getCapabilities with a fresh requestId.
-pub async fn capabilities(req: &Request, phone: &str, cx: &Cx) -> Result<Response, ApiError> {
-    let agent = agent_id(query_param(req, "agentId"), cx)?;
+pub async fn capabilities(phone: &str, agent: &str, cx: &Cx) -> Result<Response, ApiError> {
     let request_id = random_uuid().map_err(ApiError::Internal)?;
     let path = format!("{}/capabilities?requestId={request_id}&agentId={agent}", phone_path(phone));
     let answer = rbm::call(&cx.cfg, cx.now_ms, Method::Get, &path, None).await?;

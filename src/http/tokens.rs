@@ -3,7 +3,6 @@
 use serde_json::json;
 use worker::{Request, Response};
 
-use super::auth::signing_key_bytes;
 use super::{read_body, Cx};
 use crate::core::time::format_rfc3339_millis;
 use crate::core::token::{claims_from_request, mint};
@@ -11,11 +10,10 @@ use crate::error::{json_response, ApiError};
 use crate::runtime::random_uuid;
 
 pub async fn create(mut req: Request, cx: &Cx) -> Result<Response, ApiError> {
-    let key = cx.cfg.token_signing_key.as_deref().ok_or(ApiError::ConfigMissing("TOKEN_SIGNING_KEY"))?;
-    let key = signing_key_bytes(key)?;
+    let key = cx.cfg.token_key().ok_or(ApiError::ConfigMissing("TOKEN_SIGNING_KEY"))??;
     let body = read_body(&mut req, 16 * 1024).await?;
     let jti = random_uuid().map_err(ApiError::Internal)?;
-    let claims = claims_from_request(&body, jti, cx.now_ms / 1000)?;
+    let claims = claims_from_request(&body, jti, cx.now_ms / 1000, cx.cfg.agent_id.as_deref())?;
     let token = mint(key, &claims);
     let scopes: Vec<&str> = claims.scopes.iter().map(|s| s.as_str()).collect();
     Ok(json_response(
@@ -24,6 +22,7 @@ pub async fn create(mut req: Request, cx: &Cx) -> Result<Response, ApiError> {
             "token": token,
             "expiresAt": format_rfc3339_millis(claims.exp * 1000),
             "scopes": scopes,
+            "agentId": claims.agent_id,
             "phoneNumbers": claims.phone_numbers,
             "maxSends": claims.max_sends,
         }),

@@ -11,10 +11,12 @@ use super::Cx;
 use crate::core::ct::ct_eq_any;
 use crate::core::envelope::{parse_webhook_body, EnvelopeError, WebhookBody, MAX_WEBHOOK_BODY};
 use crate::core::event::Decoded;
+use crate::core::pipeline::Receipt;
+use crate::core::redact::redact_event;
 use crate::core::signature::{verify, SignatureError};
 use crate::error::{json_response, text_response, ApiError};
 use crate::log;
-use crate::pipeline::{self, Receipt};
+use crate::pipeline;
 
 pub async fn handle(mut req: Request, cx: &Cx) -> Result<Response, ApiError> {
     let body = super::read_body(&mut req, MAX_WEBHOOK_BODY).await?;
@@ -45,15 +47,22 @@ pub async fn handle(mut req: Request, cx: &Cx) -> Result<Response, ApiError> {
         other => ApiError::BadSignature(other.describe()),
     })?;
 
+    let receipt = Receipt {
+        received_at: cx.now_ms,
+        pubsub_message_id: envelope.pubsub_message_id,
+        publish_time: envelope.publish_time,
+    };
     let decoded = match Decoded::from_bytes(envelope.data) {
         Ok(d) => d,
         Err(bad) => {
-            // Verified but not understood: retrying cannot help, so log it whole and ack.
+            // Verified but not understood: retrying cannot help, and nothing verified is
+            // dropped, so it is kept verbatim as a dead letter and acknowledged.
             log::warn(
                 "verified event not understood",
-                json!({"why": bad.why, "data": log::excerpt(&bad.data, 8192), "pubsubMessageId": envelope.pubsub_message_id}),
+                json!({"why": bad.why, "data": redact_event(&bad.data), "pubsubMessageId": receipt.pubsub_message_id}),
             );
-            return Ok(json_response(200, &json!({"ok": true, "kind": "unknown"})));
+            pipeline::keep_unparseable(&cx.env, &cx.cfg, bad.data, bad.why, receipt).await?;
+            return Ok(json_response(200, &json!({"ok": true, "kind": "unparseable"})));
         }
     };
     let kind = decoded.event.kind().to_string();
@@ -65,15 +74,10 @@ pub async fn handle(mut req: Request, cx: &Cx) -> Result<Response, ApiError> {
         "phone": log::mask_phone(decoded.event.phone_number()),
     });
     if kind == "unknown" {
-        // Unknown kinds are logged whole: they are kept, not dropped.
-        fields["event"] = decoded.raw.as_str().into();
+        // Unknown kinds are logged (redacted) so they can be noticed and supported.
+        fields["event"] = redact_event(decoded.raw.as_bytes()).into();
     }
     log::info("event received", fields);
-    let receipt = Receipt {
-        received_at: cx.now_ms,
-        pubsub_message_id: envelope.pubsub_message_id,
-        publish_time: envelope.publish_time,
-    };
-    pipeline::accept(&cx.env, &cx.cfg, decoded, receipt).await?;
+    pipeline::accept(cx, decoded, receipt).await?;
     Ok(json_response(200, &json!({"ok": true, "kind": kind})))
 }

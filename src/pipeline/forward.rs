@@ -3,32 +3,30 @@
 //! so the backend deduplicates redeliveries), `webhook-timestamp`, `webhook-signature`.
 //!
 //! Answers: any 2xx = done; 410 Gone = the backend asks us to stop: logged loudly, dropped;
-//! anything else, or no answer = an error, so the job is retried.
+//! anything else (redirects included: a signed document is never re-sent where a `Location`
+//! points), or no answer = an error, so the job is retried. The answer's body is never read.
 
 use serde_json::json;
-use worker::{Headers, Method, Request, RequestInit};
+use worker::Headers;
 
 use crate::config::Config;
 use crate::core::outbound::url_origin;
-use crate::core::webhook_sign::{parse_secret, sign, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
+use crate::core::webhook_sign::{sign, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 use crate::error::ApiError;
 use crate::log;
-use crate::runtime::{fetch_with_timeout, FetchError};
+use crate::runtime::{fetch_with_timeout, request, FetchError};
 
-pub async fn deliver(cfg: &Config, url: &str, secret: &str, id: &str, body: &str) -> Result<(), ApiError> {
+/// POSTs `body` to `url`, signed with `key` under `webhook-id` `id`.
+pub async fn deliver(cfg: &Config, url: &str, key: &[u8], id: &str, body: &str) -> Result<(), ApiError> {
     let shown = url_origin(url);
-    let key =
-        parse_secret(secret).map_err(|e| ApiError::ConfigInvalid("FORWARD_SECRET", e.describe().into()))?;
     let timestamp = worker::Date::now().as_millis() / 1000;
     let headers = Headers::new();
     let _ = headers.set("content-type", "application/json");
     let _ = headers.set("user-agent", concat!("rbm-edge/", env!("CARGO_PKG_VERSION")));
     let _ = headers.set(HEADER_ID, id);
     let _ = headers.set(HEADER_TIMESTAMP, &timestamp.to_string());
-    let _ = headers.set(HEADER_SIGNATURE, &sign(&key, id, timestamp, body.as_bytes()));
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_headers(headers).with_body(Some(body.into()));
-    let req = Request::new_with_init(url, &init)
+    let _ = headers.set(HEADER_SIGNATURE, &sign(key, id, timestamp, body.as_bytes()));
+    let req = request("POST", url, &headers, Some(body))
         .map_err(|_| ApiError::ConfigInvalid("FORWARD_URL", format!("{shown}… is not a valid URL")))?;
     let status = match fetch_with_timeout(req, cfg.timeout_ms).await {
         Ok(resp) => resp.status_code(),

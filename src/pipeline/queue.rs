@@ -5,24 +5,25 @@
 //! an `Err` from a queue handler fails (and retries) the whole batch.
 
 use serde_json::json;
-use worker::{Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder, RawMessage};
+use worker::{
+    Env, MessageBatch, MessageBuilder, MessageExt, QueueContentType, QueueRetryOptionsBuilder, RawMessage,
+};
 
-use super::{apply_event, deliver_callback, Job};
-use crate::config::{Config, Processing};
+use super::{apply_event, deliver_callback};
+use crate::config::Config;
 use crate::core::event::Decoded;
+use crate::core::pipeline::Job;
 use crate::error::ApiError;
 use crate::log;
 use crate::store::dead_letters::DeadLetters;
 
 pub const BINDING: &str = "EVENTS";
-/// Events longer than this are applied in the webhook request instead of being queued: a
-/// queue message holds at most 128 KB, and the event is escaped inside the job's JSON.
-pub const MAX_QUEUED_EVENT: usize = 96 * 1024;
 /// Longest retry delay (Google's own webhook retries back off to 600 s).
 const MAX_RETRY_DELAY_SECS: u64 = 600;
 
-/// Sends one job to `EVENTS`; failure → 503, so the webhook caller (RBM) retries.
-pub async fn enqueue(env: &Env, job: &Job) -> Result<(), ApiError> {
+/// Sends one job (its JSON text, `core::pipeline::Job::to_json`) to `EVENTS` as a text message:
+/// the bytes sized by the planner are the bytes sent. Failure → 503, so RBM retries.
+pub async fn enqueue(env: &Env, job: String) -> Result<(), ApiError> {
     if crate::faults::injected(env, "queue_send") {
         return Err(ApiError::QueueUnavailable(format!(
             "The {BINDING} queue did not accept the event (injected fault)."
@@ -33,36 +34,35 @@ pub async fn enqueue(env: &Env, job: &Job) -> Result<(), ApiError> {
             "The {BINDING} queue binding is missing (or set PROCESSING=inline)."
         ))
     })?;
-    let body = serde_json::to_string(job)
-        .map_err(|e| ApiError::Internal(format!("The job could not be serialised: {e}.")))?;
-    queue.send(body).await.map_err(|e| {
+    let message = MessageBuilder::new(job).content_type(QueueContentType::Text).build();
+    queue.send(message).await.map_err(|e| {
         ApiError::QueueUnavailable(format!("The {BINDING} queue did not accept the event: {e}."))
     })
 }
 
 /// A batch from `EVENTS` (work) or from the dead-letter queue (to be kept).
 pub async fn consume(batch: MessageBatch<String>, env: Env) {
-    let cfg = crate::config::Config::get(&env);
+    let cfg = Config::get(&env);
     let dead = is_dead_letter_queue(&batch.queue());
     // One at a time: duplicates in one batch then see each other's status writes.
     for msg in batch.raw_iter() {
-        let job = match msg.body().as_string().map(|s| serde_json::from_str::<Job>(&s)) {
-            Some(Ok(job)) => job,
-            _ => {
-                log::error("queue message is not a job; dropped", json!({"queueMessageId": msg.id()}));
-                msg.ack();
-                continue;
+        let text = msg.body().as_string().unwrap_or_default();
+        let result = match Job::from_json(&text) {
+            Ok(job) if dead => keep_dead_letter(&env, &cfg, &msg, &job).await,
+            Ok(job) => run(&env, &cfg, &job).await,
+            Err(why) => {
+                // Not ours to understand, but never dropped: kept as an unparseable dead letter.
+                let job = Job::Unparseable { data: text.into_bytes(), why, meta: Default::default() };
+                keep_dead_letter(&env, &cfg, &msg, &job).await
             }
         };
-        let result =
-            if dead { keep_dead_letter(&env, &cfg, &msg, &job).await } else { run(&env, &cfg, &job).await };
         match result {
             Ok(()) => msg.ack(),
             Err(e) => {
                 let delay = retry_delay(&cfg, &msg);
                 log::warn(
                     "job failed; will retry",
-                    json!({"job": job.kind(), "queueMessageId": msg.id(), "error": e.message(), "retryInSeconds": delay}),
+                    json!({"queue": batch.queue(), "queueMessageId": msg.id(), "error": e.message(), "retryInSeconds": delay}),
                 );
                 msg.retry_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(delay).build());
             }
@@ -70,16 +70,16 @@ pub async fn consume(batch: MessageBatch<String>, env: Env) {
     }
 }
 
-async fn run(env: &Env, cfg: &Config, job: &Job) -> Result<(), ApiError> {
+async fn run(env: &Env, cfg: &std::rc::Rc<Config>, job: &Job) -> Result<(), ApiError> {
     match job {
-        Job::Event(ev) => match Decoded::from_bytes(ev.event.clone().into_bytes()) {
-            Ok(decoded) => apply_event(env, cfg, &decoded, &ev.meta, Processing::Queue).await,
-            Err(bad) => {
-                log::error("queued event not understood; dropped", json!({"why": bad.why}));
-                Ok(())
-            }
+        Job::Event { event, meta } => match Decoded::from_bytes(event.clone().into_bytes()) {
+            Ok(decoded) => apply_event(env, cfg, &decoded, meta).await,
+            Err(bad) => super::keep_unparseable(env, cfg, bad.data, bad.why, meta.clone()).await,
         },
         Job::Callback(cb) => deliver_callback(cfg, cb).await,
+        Job::Unparseable { data, why, meta } => {
+            super::keep_unparseable(env, cfg, data.clone(), why.clone(), meta.clone()).await
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! ```text
 //! key       dlq:{queue message id}
 //! value     the job JSON (replayable as is)
-//! metadata  {"deadAt","job","messageId"?,"kind"?}
+//! metadata  {"deadAt","job","messageId"?,"kind"?}   kind "unparseable": undecodable data
 //! expiry    STATUS_TTL_DAYS
 //! ```
 
@@ -13,9 +13,9 @@ use worker::Env;
 
 use crate::core::event::Decoded;
 use crate::core::ids::is_valid_message_id;
+use crate::core::pipeline::Job;
 use crate::core::time::format_rfc3339_millis;
 use crate::error::ApiError;
-use crate::pipeline::Job;
 use crate::store::status::BINDING;
 
 const PREFIX: &str = "dlq:";
@@ -26,11 +26,11 @@ pub const PAGE: u64 = 100;
 #[serde(rename_all = "camelCase")]
 pub struct DeadLetterMeta {
     pub dead_at: String,
-    /// `event` or `callback`.
+    /// `event`, `callback` or `unparseable`.
     pub job: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
-    /// The RBM event kind, for event jobs.
+    /// The RBM event kind, for event jobs; `unparseable` for data that could not be decoded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
 }
@@ -60,11 +60,12 @@ impl DeadLetters {
 
     pub async fn put(&self, id: &str, job: &Job, now_ms: u64) -> Result<(), ApiError> {
         let (message_id, kind) = match job {
-            Job::Event(ev) => match Decoded::from_bytes(ev.event.clone().into_bytes()) {
+            Job::Event { event, .. } => match Decoded::from_bytes(event.clone().into_bytes()) {
                 Ok(d) => (d.event.message_id().map(String::from), Some(d.event.kind().to_string())),
-                Err(_) => (None, None),
+                Err(_) => (None, Some("unparseable".to_string())),
             },
             Job::Callback(cb) => (Some(cb.message_id.clone()), None),
+            Job::Unparseable { .. } => (None, Some("unparseable".to_string())),
         };
         let meta = DeadLetterMeta {
             dead_at: format_rfc3339_millis(now_ms),
@@ -72,7 +73,10 @@ impl DeadLetters {
             message_id: message_id.filter(|m| m.len() <= 200),
             kind: kind.filter(|k| k.len() <= 100),
         };
-        let value = serde_json::to_string(job).map_err(|e| ApiError::Internal(e.to_string()))?;
+        self.put_raw(id, job.to_json(), meta).await
+    }
+
+    async fn put_raw(&self, id: &str, value: String, meta: DeadLetterMeta) -> Result<(), ApiError> {
         self.kv
             .put(&format!("{PREFIX}{id}"), value)
             .map_err(storage)?
@@ -102,10 +106,42 @@ impl DeadLetters {
         Ok((items, if page.list_complete { None } else { page.cursor }))
     }
 
-    pub async fn get(&self, id: &str) -> Result<Option<Job>, ApiError> {
+    /// The stored entry (value and metadata) as kept, whether or not it still reads as a job.
+    pub async fn get(&self, id: &str) -> Result<Option<(String, Option<DeadLetterMeta>)>, ApiError> {
         check_id(id)?;
-        let text = self.kv.get(&format!("{PREFIX}{id}")).text().await.map_err(storage)?;
-        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+        let (value, meta) = self
+            .kv
+            .get(&format!("{PREFIX}{id}"))
+            .text_with_metadata::<serde_json::Value>()
+            .await
+            .map_err(storage)?;
+        // Odd metadata never makes an entry unreachable.
+        Ok(value.map(|v| (v, meta.and_then(|m| serde_json::from_value(m).ok()))))
+    }
+
+    /// Takes an entry out for replay: removed first, so a second replay finds nothing; put
+    /// back as it was by [`DeadLetters::restore`] if the replay fails.
+    pub async fn take(&self, id: &str) -> Result<Option<(String, Option<DeadLetterMeta>)>, ApiError> {
+        let entry = self.get(id).await?;
+        if entry.is_some() {
+            self.delete(id).await?;
+        }
+        Ok(entry)
+    }
+
+    pub async fn restore(
+        &self,
+        id: &str,
+        value: String,
+        meta: Option<DeadLetterMeta>,
+    ) -> Result<(), ApiError> {
+        let meta = meta.unwrap_or_else(|| DeadLetterMeta {
+            dead_at: String::new(),
+            job: "unknown".into(),
+            message_id: None,
+            kind: None,
+        });
+        self.put_raw(id, value, meta).await
     }
 
     pub async fn delete(&self, id: &str) -> Result<(), ApiError> {

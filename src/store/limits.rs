@@ -1,68 +1,72 @@
-//! Limits on browser-token sends.
+//! Limits on browser tokens.
 //!
-//! - Rate: the Workers Rate Limiting binding `SEND_RATE_LIMITER` (when bound), keyed per
-//!   token (`tok:{jti}`) and per client IP (`ip:{CF-Connecting-IP}`); exact per location.
-//! - Budget (`maxSends`): a KV counter `budget:{jti}` in the `STATUS` namespace, expiring
-//!   with the token. KV has no atomic increment, so concurrent sends with one token can
-//!   overshoot the budget by the number racing (documented approximation; a Durable Object
-//!   would make it exact).
+//! - Every request: the Rate Limiting binding `TOKEN_RATE_LIMITER` (when bound), keyed per
+//!   token (`tok:{jti}`): a leaked token cannot spend the agent's RBM quota on capability
+//!   checks or reads either.
+//! - Sends: `SEND_RATE_LIMITER` (when bound), keyed per token and per client IP
+//!   (`ip:{CF-Connecting-IP}`); exact per location.
+//! - Budget (`maxSends`): a counter in the token's own `Conversation` object (`b:{jti}`),
+//!   exact under concurrency, deleted a minute after the token expires.
 
 use worker::Env;
 
+use crate::conversation::client as conversation;
+use crate::core::conversation::{budget_name, Op};
 use crate::core::token::Claims;
 use crate::error::ApiError;
-use crate::store::status::BINDING;
 
-pub const RATE_LIMITER: &str = "SEND_RATE_LIMITER";
+pub const SEND_RATE_LIMITER: &str = "SEND_RATE_LIMITER";
+pub const TOKEN_RATE_LIMITER: &str = "TOKEN_RATE_LIMITER";
 /// The Rate Limiting binding's period is 10 or 60 s; wrangler.toml sets 60.
 const RATE_PERIOD_SECS: u64 = 60;
 
-/// Checks and consumes one send for a token caller; 429 with Retry-After when limited.
+/// One unit of `limiter` for each key; 429 with Retry-After when any is exhausted.
+async fn take(env: &Env, limiter: &str, keys: &[String], what: &str) -> Result<(), ApiError> {
+    let Ok(limiter) = env.rate_limiter(limiter) else {
+        return Ok(()); // not bound: no limit
+    };
+    for key in keys {
+        let outcome = limiter
+            .limit(key.clone())
+            .await
+            .map_err(|e| ApiError::StorageUnavailable(format!("The rate limiter failed: {e}.")))?;
+        if !outcome.success {
+            return Err(ApiError::RateLimited {
+                message: format!("Too many {what} with this token; slow down."),
+                retry_after_secs: RATE_PERIOD_SECS,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Counts one request made with a token.
+pub async fn take_request(env: &Env, claims: &Claims) -> Result<(), ApiError> {
+    take(env, TOKEN_RATE_LIMITER, &[format!("tok:{}", claims.jti)], "requests").await
+}
+
+/// Checks and consumes one send for a token caller: 429 with Retry-After when rate limited,
+/// 403 `BUDGET_EXHAUSTED` once `maxSends` is used up.
 pub async fn take_send(
     env: &Env,
     claims: &Claims,
     client_ip: Option<&str>,
     now_secs: u64,
 ) -> Result<(), ApiError> {
-    if let Ok(limiter) = env.rate_limiter(RATE_LIMITER) {
-        let mut keys = vec![format!("tok:{}", claims.jti)];
-        if let Some(ip) = client_ip {
-            keys.push(format!("ip:{ip}"));
-        }
-        for key in keys {
-            let outcome = limiter
-                .limit(key)
-                .await
-                .map_err(|e| ApiError::StorageUnavailable(format!("The rate limiter failed: {e}.")))?;
-            if !outcome.success {
-                return Err(ApiError::RateLimited {
-                    message: "Too many sends; slow down.".into(),
-                    retry_after_secs: RATE_PERIOD_SECS,
-                });
-            }
-        }
+    let mut keys = vec![format!("tok:{}", claims.jti)];
+    if let Some(ip) = client_ip {
+        keys.push(format!("ip:{ip}"));
     }
+    take(env, SEND_RATE_LIMITER, &keys, "sends").await?;
     let Some(max) = claims.max_sends else {
         return Ok(());
     };
-    let kv = env.kv(BINDING).map_err(|_| ApiError::ConfigMissing(BINDING))?;
-    let key = format!("budget:{}", claims.jti);
-    let unavailable = |e: worker::kv::KvError| {
-        ApiError::StorageUnavailable(format!("The send budget could not be checked: {e}."))
-    };
-    let used: u32 = kv.get(&key).text().await.map_err(unavailable)?.and_then(|t| t.parse().ok()).unwrap_or(0);
-    if used >= max {
-        return Err(ApiError::RateLimited {
-            message: format!("The token's send budget of {max} is used up."),
-            retry_after_secs: claims.exp.saturating_sub(now_secs).max(1),
-        });
+    // Counted in the token's own Durable Object: exact, however many sends race.
+    let op = Op::TakeSend { max, expires_at_ms: (claims.exp.max(now_secs) + 60) * 1000 };
+    let answer = conversation::op(env, &budget_name(&claims.jti), &op).await?;
+    if answer["ok"] == true {
+        Ok(())
+    } else {
+        Err(ApiError::BudgetExhausted(max))
     }
-    // Absolute expiry a minute after the token's own (KV needs it ≥ 60 s in the future).
-    let expires = claims.exp.max(now_secs) + 60;
-    kv.put(&key, (used + 1).to_string())
-        .map_err(unavailable)?
-        .expiration(expires)
-        .execute()
-        .await
-        .map_err(unavailable)
 }

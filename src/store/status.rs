@@ -4,11 +4,11 @@
 //! key       msg:{messageId}:{TYPE}      TYPE = SENT | SEND_FAILED | REVOKE_REQUESTED | DELIVERED
 //!                                              | READ | TTL_EXPIRATION_REVOKED | TTL_EXPIRATION_REVOKE_FAILED
 //! metadata  RecordMeta as JSON          {"at","receivedAt","source","eventId"?,"phoneNumber"?,"agentId"?,"httpStatus"?}
-//! value     the event's own JSON        RBM's event verbatim (webhook), or `{}` (api)
+//! value     the event's own JSON        RBM's event verbatim (webhook), RBM's answer (SENT), or `{}`
 //! expiry    STATUS_TTL_DAYS             set on every write
-//!
-//! key       cb:{messageId}              the message's statusCallback URL (sends with one only)
 //! ```
+//! Callbacks and exact status decisions live in the message's conversation object
+//! (`crate::conversation`), not here.
 //! Writes are blind puts (no read first); the view is one `list` of the prefix, folded by
 //! `core::status::fold`. See the module doc of `core::status` for why.
 
@@ -20,10 +20,6 @@ use crate::core::status::{fold, key, key_prefix, type_of_key, RecordMeta, Record
 use crate::error::ApiError;
 
 pub const BINDING: &str = "STATUS";
-
-fn callback_key(message_id: &str) -> String {
-    format!("cb:{message_id}")
-}
 
 pub struct StatusStore {
     kv: KvStore,
@@ -95,17 +91,13 @@ impl StatusStore {
             .collect())
     }
 
-    /// Stores the `statusCallback` of a message sent through the relay.
-    pub async fn set_callback(&self, message_id: &str, url: &str) -> Result<(), ApiError> {
-        self.put(&callback_key(message_id), url, None).await
-    }
-
-    /// The `statusCallback` of a message, if it was sent with one. A single point read (cached
-    /// at the edge, absent for most messages), so receipts for messages without a callback
-    /// cost no list.
-    pub async fn callback(&self, message_id: &str) -> Result<Option<String>, ApiError> {
+    /// The stored value of one record (RBM's answer for SENT, the event for webhook records).
+    pub async fn value(&self, message_id: &str, t: RecordType) -> Result<Option<String>, ApiError> {
+        if !is_valid_message_id(message_id) {
+            return Err(ApiError::InvalidMessageId);
+        }
         self.kv
-            .get(&callback_key(message_id))
+            .get(&key(message_id, t))
             .text()
             .await
             .map_err(|e| ApiError::StorageUnavailable(format!("The status store could not be read: {e}.")))

@@ -52,6 +52,7 @@ function queueConfig(sink, extraVars = {}) {
       FORWARD_URL: `${sink.url}/rbm`,
       RETRY_DELAY_SECONDS: '1',
       RBM_API_BASE: google.url,
+      ALLOW_INSECURE_CALLBACKS: 'true', // the sink is plain http on loopback
       ...extraVars,
     },
     kv: true,
@@ -128,7 +129,8 @@ function assertForwardDoc(d, ev, what) {
   const received = Date.parse(doc.receivedAt);
   assert.ok(Number.isFinite(received) && received >= t0 - 60_000 && received <= Date.now() + 60_000, `receivedAt about now; ${ctx}`);
   assert.deepEqual(doc.event, ev, `event is RBM's JSON verbatim; ${ctx}`);
-  const allowed = new Set(['id', 'kind', 'agentId', 'phoneNumber', 'messageId', 'eventId', 'sentAt', 'receivedAt', 'event']);
+  assert.equal(doc.type, 'event', `type tells a forward from a callback; ${ctx}`);
+  const allowed = new Set(['type', 'id', 'kind', 'agentId', 'phoneNumber', 'messageId', 'eventId', 'sentAt', 'receivedAt', 'event']);
   assert.deepEqual(Object.keys(doc).filter((k) => !allowed.has(k)), [], `no undocumented fields; ${ctx}`);
 }
 
@@ -377,7 +379,8 @@ describe('async pipeline (EVENTS queue, forwarding, callbacks, dead letters)', (
       assert.ok(Array.isArray(v.events), ctx);
       assert.ok(v.events.some((e) => e.type === 'SENT'), `events include SENT: ${ctx}`);
       assert.ok(Number.isFinite(Date.parse(v.updatedAt)), ctx);
-      const allowed = new Set(['messageId', 'phoneNumber', 'agentId', 'status', 'events', 'updatedAt']);
+      assert.equal(v.type, 'message.status', `type tells a callback from a forward: ${ctx}`);
+      const allowed = new Set(['type', 'messageId', 'phoneNumber', 'agentId', 'status', 'events', 'updatedAt']);
       assert.deepEqual(Object.keys(v).filter((k) => !allowed.has(k)), [], `no undocumented fields: ${ctx}`);
     }
 

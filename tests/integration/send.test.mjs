@@ -328,15 +328,19 @@ describe('send relay (main Worker)', () => {
       assert.notEqual(a.res.json.messageId, b.res.json.messageId);
     });
 
-    test('a given messageId is reused as is (a client retry sends the same id to RBM)', async () => {
+    test('a given messageId is used as is; a client retry of a sent one is answered from the record, RBM not called', async () => {
       const id = crypto.randomUUID().toUpperCase();
       const first = await expectRelayed(message({ messageId: id }));
-      const second = await expectRelayed(message({ messageId: id }));
       assert.equal(first.rec.query.messageId, id);
-      assert.equal(second.rec.query.messageId, id);
       assert.equal(first.res.json.messageId, id);
-      assert.equal(second.res.json.messageId, id);
-      assert.deepEqual(second.res.json.rbm, first.res.json.rbm, 'RBM ignored the duplicate and answered the original');
+      const before = fake.requests.length;
+      const second = await send(message({ messageId: id }));
+      assert.equal(second.status, 200, second.text);
+      assert.equal(second.json.messageId, id);
+      assert.equal(second.json.status, 'SENT');
+      assert.equal(second.json.replayed, true);
+      assert.deepEqual(second.json.rbm, first.res.json.rbm, "the first send's RBM answer");
+      assert.equal(fake.requests.length, before, 'RBM not called for the retry');
     });
 
     test('other content kinds are relayed verbatim (contentInfo, uploadedRbmFile, rich card, expireTime, unknown fields)', async () => {

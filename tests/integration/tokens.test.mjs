@@ -70,7 +70,7 @@ function jwt(claims, { key = SIGNING_KEY, header = HEADER } = {}) {
 /** Claims valid now: iat now, exp now + 900, a fresh jti. */
 function claimsNow(over = {}) {
   const iat = nowS();
-  return { iat, exp: iat + 900, jti: `t_${crypto.randomBytes(8).toString('hex')}`, scope: 'messages:send', ...over };
+  return { iat, exp: iat + 900, jti: `t_${crypto.randomBytes(8).toString('hex')}`, aud: 'rbm-edge', scope: 'messages:send', ...over };
 }
 
 function decodeJwt(token) {
@@ -177,7 +177,7 @@ describe('scoped tokens', () => {
       const res = await mint(req);
       const t1 = Date.now();
       assert.match(res.headers.get('content-type') ?? '', /^application\/json/i);
-      assert.deepEqual(Object.keys(res.json).sort(), ['expiresAt', 'maxSends', 'phoneNumbers', 'scopes', 'token'], res.text);
+      assert.deepEqual(Object.keys(res.json).sort(), ['agentId', 'expiresAt', 'maxSends', 'phoneNumbers', 'scopes', 'token'], res.text);
       assert.deepEqual(res.json.scopes, req.scopes);
       assert.deepEqual(res.json.phoneNumbers, [PHONE]);
       assert.equal(res.json.maxSends, 7);
@@ -556,7 +556,7 @@ describe('scoped tokens', () => {
       const variants = [
         [{ alg: 'HS256', typ: 'JWT' }, { scope: 'messages:send', aud: 'rbm-edge', sub: 'user-42', exp: iat + 300, jti, phone_numbers: [PHONE], iat }],
         [{ typ: 'JWT', alg: 'HS256' }, { aud: ['other-api', 'rbm-edge'], jti: `${jti}-b`, exp: iat + 300, iat, scope: 'messages:read messages:send' }],
-        [{ alg: 'HS256' }, { exp: iat + 300, iat, jti: `${jti}-c`, scope: 'messages:send', iss: 'https://backend.example.com' }],
+        [{ alg: 'HS256' }, { exp: iat + 300, iat, jti: `${jti}-c`, aud: 'rbm-edge', scope: 'messages:send', agent_id: AGENT_ID, iss: 'https://backend.example.com' }],
       ];
       for (const [header, claims] of variants) {
         const t = jwt(claims, { header });
@@ -564,8 +564,9 @@ describe('scoped tokens', () => {
         assert.equal(res.status, 200, `${JSON.stringify(header)} ${JSON.stringify(claims)}: ${res.text}`);
       }
       assert.equal(createRequests().length, variants.length);
-      // ...but an audience that is not ours is refused.
+      // ...but an audience that is not ours, or none, is refused.
       await expectRefused(jwt({ iat, exp: iat + 300, jti: `${jti}-d`, scope: 'messages:send', aud: 'someone-else' }), 'aud someone-else');
+      await expectRefused(jwt({ iat, exp: iat + 300, jti: `${jti}-e`, scope: 'messages:send' }), 'no aud');
     });
 
     test('README: the worked example token is HS256 over the documented claims with the documented key (node:crypto and the shell recipe)', async (t) => {
@@ -599,7 +600,7 @@ describe('scoped tokens', () => {
   });
 
   describe('limits', () => {
-    test('budget: a token with maxSends 2 -> third send -> 429 RATE_LIMITED with Retry-After; Google got 2', async () => {
+    test('budget: a token with maxSends 2 -> third send -> 403 BUDGET_EXHAUSTED (no Retry-After: waiting cannot help); Google got 2', async () => {
       const mintRes = await mint({ scopes: ['messages:send'], phoneNumbers: [PHONE], maxSends: 2, ttlSeconds: 900 });
       const token = mintRes.json.token;
       const ip = freshIp();
@@ -609,13 +610,9 @@ describe('scoped tokens', () => {
       }
       for (const n of [3, 4]) {
         const res = await sendWith(browser(token, ip), textMessage(PHONE));
-        assertError(res, 429, 'RATE_LIMITED', `send ${n} over a budget of 2`);
-        const ra = res.headers.get('retry-after');
-        assert.match(ra ?? '', /^\d+$/, `Retry-After is whole seconds: ${ra}`);
-        assert.ok(Number(ra) >= 1 && Number(ra) <= 900, `Retry-After ${ra} within the token's lifetime`);
+        assertError(res, 403, 'BUDGET_EXHAUSTED', `send ${n} over a budget of 2`);
+        assert.equal(res.headers.get('retry-after'), null);
         assert.equal(res.headers.get('access-control-allow-origin'), ORIGIN);
-        assert.ok((res.headers.get('access-control-expose-headers') ?? '').toLowerCase().includes('retry-after'),
-          `the page can read Retry-After: expose-headers ${res.headers.get('access-control-expose-headers')}`);
       }
       assert.equal(createRequests().length, 2, 'only the budgeted sends reached Google');
       // Another token (same visitor) has its own budget.
@@ -628,8 +625,7 @@ describe('scoped tokens', () => {
       const ip = freshIp();
       assert.equal((await sendWith(browser(t, ip), textMessage(PHONE))).status, 200);
       const res = await sendWith(browser(t, ip), textMessage(PHONE));
-      assertError(res, 429, 'RATE_LIMITED', 'second send over max_sends 1');
-      assert.match(res.headers.get('retry-after') ?? '', /^\d+$/);
+      assertError(res, 403, 'BUDGET_EXHAUSTED', 'second send over max_sends 1');
     });
 
     test('API keys are never budget- or rate-limited (8 quick sends from one IP)', async () => {

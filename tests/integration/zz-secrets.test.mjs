@@ -119,6 +119,7 @@ function config(processing, name) {
       STATUS_TTL_DAYS: '30',
       PROCESSING: processing,
       RBM_API_BASE: google.url,
+      ALLOW_INSECURE_CALLBACKS: 'true', // the sink is plain http on loopback
       RBM_TIMEOUT_MS: String(TIMEOUT_MS),
       FORWARD_URL: `${sink.url}/fwd/${processing}`,
       FORWARD_KINDS: '*',

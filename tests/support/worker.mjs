@@ -115,6 +115,12 @@ export function renderWranglerToml({ name, vars = {}, kv = true, queues = false,
     // The repo's static files (console page, OpenAPI document), served before the Worker.
     lines.push('[assets]', `directory = ${tomlString(path.join(REPO, 'public'))}`, '');
   }
+  // The Conversation Durable Object (history, live frames, callbacks, budgets): every test
+  // Worker has it, as every deployment does.
+  lines.push(
+    '[[durable_objects.bindings]]', 'name = "CONVERSATIONS"', 'class_name = "Conversation"', '',
+    '[[migrations]]', 'tag = "v1"', 'new_sqlite_classes = ["Conversation"]', '',
+  );
   if (kv) {
     lines.push('[[kv_namespaces]]', 'binding = "STATUS"', 'id = "status-local"', '');
   }

@@ -1,0 +1,238 @@
+//! A conversation: what passes between one agent and one phone number, as the `Conversation`
+//! Durable Object keeps it. Pure parts only: the operations the Worker sends to the object,
+//! the history items and live frames it answers with, and the history cursor. The decision of
+//! whether a receipt changes a status (and so owes a callback) is
+//! [`super::pipeline::status_change_callback`], made here on the object's exact records.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::event::{Decoded, RbmEvent, UserContent, UserEventType};
+use super::ids::is_valid_message_id;
+use super::status::{RecordMeta, RecordType};
+use super::time::{format_rfc3339_millis, parse_rfc3339_nanos};
+
+/// Messages a history page holds at most.
+pub const MAX_PAGE: usize = 100;
+/// Messages sent with the `ready` frame.
+pub const READY_MESSAGES: usize = 20;
+
+/// The object's name for `(agent, phone)`: one object per conversation, worldwide.
+pub fn object_name(agent_id: &str, phone: &str) -> String {
+    format!("c:{agent_id}:{phone}")
+}
+
+/// The object's name for a browser token's send budget.
+pub fn budget_name(jti: &str) -> String {
+    format!("b:{jti}")
+}
+
+/// What the Worker asks of a conversation (the body of an internal `POST /op`). Externally
+/// tagged (`{"outbound":{…}}`): an internally tagged enum makes serde buffer the whole body
+/// first, which costs the wasm tens of kilobytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Op {
+    /// An agent message through the relay: registered before RBM is called when it has a
+    /// callback (a receipt can overtake RBM's answer), then recorded with RBM's answer.
+    #[serde(rename_all = "camelCase")]
+    Outbound {
+        message_id: String,
+        /// The AgentMessage as relayed (dropped by the object when history is off).
+        content: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        callback_url: Option<String>,
+        /// SENT or SEND_FAILED; `None` before the relay.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        record: Option<RecordType>,
+        meta: RecordMeta,
+    },
+    /// A receipt, TTL notice or relay revoke about an agent message.
+    #[serde(rename_all = "camelCase")]
+    Status { message_id: String, record: RecordType, meta: RecordMeta },
+    /// A user message.
+    #[serde(rename_all = "camelCase")]
+    Inbound { message: InboundMessage },
+    /// The user is typing.
+    Typing,
+    /// Take one send from a browser token's `maxSends` (budget objects only).
+    #[serde(rename_all = "camelCase")]
+    TakeSend { max: u32, expires_at_ms: u64 },
+}
+
+/// A user message as history and live frames show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InboundMessage {
+    pub message_id: String,
+    /// `text`, `suggestionResponse`, `location` or `userFile`.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suggestion_response: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_file: Option<Value>,
+    /// RBM's `sendTime`, else when it was received.
+    pub at: String,
+}
+
+/// Where a verified event goes in its conversation, if anywhere: `(agent, phone, op)`.
+/// Receipts and TTL notices for agent messages, user messages and typing; other kinds
+/// (SUBSCRIBE, unknown) are not part of the conversation.
+pub fn op_for_event(
+    decoded: &Decoded,
+    received_at_ms: u64,
+    default_agent: Option<&str>,
+) -> Option<(String, String, Op)> {
+    let e = &decoded.event;
+    let received_at = &format_rfc3339_millis(received_at_ms);
+    let phone = e.phone_number()?.to_string();
+    let agent = e.agent_id().or(default_agent)?.to_string();
+    let op = match e {
+        RbmEvent::UserEvent(u) if u.event_type == UserEventType::IsTyping => Op::Typing,
+        RbmEvent::UserMessage(m) => {
+            let raw: Value = serde_json::from_str(&decoded.raw).ok()?;
+            let field = |k: &str| raw.get(k).cloned().filter(|v| !v.is_null());
+            let kind = e.kind().to_string();
+            Op::Inbound {
+                message: InboundMessage {
+                    message_id: m.message_id.clone().unwrap_or_else(|| format!("anon-{received_at_ms}")),
+                    text: match &m.content {
+                        UserContent::Text(t) => Some(t.clone()),
+                        _ => None,
+                    },
+                    suggestion_response: field("suggestionResponse"),
+                    location: field("location"),
+                    user_file: field("userFile"),
+                    at: m
+                        .send_time
+                        .clone()
+                        .filter(|t| parse_rfc3339_nanos(t).is_some())
+                        .unwrap_or_else(|| received_at.to_string()),
+                    kind,
+                },
+            }
+        }
+        _ => {
+            let record = super::route::status_record(e)?;
+            let message_id = e.message_id().filter(|id| is_valid_message_id(id))?.to_string();
+            Op::Status { message_id, record, meta: RecordMeta::from_event(e, received_at_ms) }
+        }
+    };
+    Some((agent, phone, op))
+}
+
+/// Milliseconds since the epoch of an RFC 3339 time (0 when unreadable): the history order.
+pub fn order_ms(at: &str) -> i64 {
+    parse_rfc3339_nanos(at).map_or(0, |n| (n / 1_000_000) as i64)
+}
+
+/// A history cursor: the position of the last message of a page (`at_ms`, message id).
+pub fn encode_cursor(at_ms: i64, message_id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{at_ms}:{message_id}"))
+}
+
+pub fn decode_cursor(cursor: &str) -> Option<(i64, String)> {
+    let bytes = URL_SAFE_NO_PAD.decode(cursor.as_bytes()).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let (at, id) = text.split_once(':')?;
+    Some((at.parse().ok()?, id.to_string()))
+}
+
+/// A live frame for the conversation's sockets.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type")]
+pub enum Frame<'a> {
+    #[serde(rename = "ready")]
+    Ready { messages: &'a [Value] },
+    #[serde(rename = "message.status", rename_all = "camelCase")]
+    Status { message_id: &'a str, status: &'a str, event: &'a str },
+    #[serde(rename = "message.received")]
+    Received { message: &'a Value },
+    #[serde(rename = "typing")]
+    Typing { active: bool },
+}
+
+impl Frame<'_> {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(s: &str) -> Decoded {
+        Decoded::from_bytes(s.as_bytes().to_vec()).expect("decodes")
+    }
+    const AT: &str = "2026-01-01T00:00:00.000Z";
+    const AT_MS: u64 = 1_767_225_600_000;
+
+    #[test]
+    fn events_map_to_their_conversation() {
+        let text = decode(
+            r#"{"agentId":"a","senderPhoneNumber":"+12223334444","messageId":"u1","sendTime":"2026-01-01T00:00:01Z","text":"hi"}"#,
+        );
+        let (agent, phone, op) = op_for_event(&text, AT_MS, None).expect("inbound");
+        assert_eq!((agent.as_str(), phone.as_str()), ("a", "+12223334444"));
+        let Op::Inbound { message } = op else { panic!() };
+        assert_eq!(
+            (message.kind.as_str(), message.text.as_deref(), message.at.as_str()),
+            ("text", Some("hi"), "2026-01-01T00:00:01Z")
+        );
+        let tap = decode(
+            r#"{"senderPhoneNumber":"+12223334444","messageId":"u2","suggestionResponse":{"postbackData":"yes","text":"Yes","type":"REPLY"}}"#,
+        );
+        let (agent, _, op) = op_for_event(&tap, AT_MS, Some("default")).expect("inbound");
+        assert_eq!(agent, "default");
+        let Op::Inbound { message } = op else { panic!() };
+        assert_eq!(message.suggestion_response.expect("kept")["postbackData"], "yes");
+        assert_eq!(message.at, AT);
+        let read = decode(
+            r#"{"agentId":"a","senderPhoneNumber":"+12223334444","messageId":"m1","eventType":"READ","sendTime":"2026-01-01T00:00:02Z"}"#,
+        );
+        assert!(matches!(
+            op_for_event(&read, AT_MS, None),
+            Some((_, _, Op::Status { record: RecordType::Read, .. }))
+        ));
+        let typing = decode(r#"{"agentId":"a","senderPhoneNumber":"+12223334444","eventType":"IS_TYPING"}"#);
+        assert!(matches!(op_for_event(&typing, AT_MS, None), Some((_, _, Op::Typing))));
+        for none in [
+            r#"{"agentId":"a","senderPhoneNumber":"+12223334444","eventType":"SUBSCRIBE"}"#,
+            r#"{"agentId":"a","whatever":1}"#,
+            r#"{"senderPhoneNumber":"+12223334444","text":"no agent anywhere"}"#,
+        ] {
+            assert_eq!(op_for_event(&decode(none), AT_MS, None), None, "{none}");
+        }
+    }
+
+    #[test]
+    fn cursors_round_trip_and_reject_junk() {
+        let c = encode_cursor(1_767_225_600_000, "m:1");
+        assert_eq!(decode_cursor(&c), Some((1_767_225_600_000, "m:1".into())));
+        for bad in ["", "!!", &URL_SAFE_NO_PAD.encode("nocolon"), &URL_SAFE_NO_PAD.encode("x:1")] {
+            assert_eq!(decode_cursor(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn frames_have_the_documented_shapes() {
+        let s = Frame::Status { message_id: "m", status: "READ", event: "READ" }.to_json();
+        assert_eq!(s, r#"{"type":"message.status","messageId":"m","status":"READ","event":"READ"}"#);
+        assert_eq!(Frame::Typing { active: true }.to_json(), r#"{"type":"typing","active":true}"#);
+        let m = serde_json::json!({"direction":"inbound"});
+        assert_eq!(
+            Frame::Received { message: &m }.to_json(),
+            r#"{"type":"message.received","message":{"direction":"inbound"}}"#
+        );
+        assert_eq!(Frame::Ready { messages: &[] }.to_json(), r#"{"type":"ready","messages":[]}"#);
+        let op = Op::TakeSend { max: 5, expires_at_ms: 9 };
+        assert_eq!(serde_json::from_str::<Op>(&serde_json::to_string(&op).unwrap()).unwrap(), op);
+    }
+}
