@@ -146,32 +146,40 @@ if (enabled) {
     req.on('response', (res) => {
       const worker = workerOf(`http://127.0.0.1:${req.socket?.remotePort}/`);
       if (!worker || res.statusCode === 101 || !['127.0.0.1', '::1', '::ffff:127.0.0.1'].includes(req.socket?.remoteAddress)) return;
-      // Only answers the caller is already reading: an extra 'data' listener must not start a
-      // stream someone means to read later.
-      if (res.listenerCount('data') === 0) return;
-      const chunks = [];
-      res.on('data', (c) => chunks.push(Buffer.from(c)));
-      const emit = res.emit;
-      res.emit = function (event, ...rest) {
-        if (event !== 'end') return emit.call(this, event, ...rest);
-        res.emit = emit;
-        const headers = new Headers();
-        for (const [k, v] of Object.entries(res.headers)) headers.set(k, [].concat(v).join(', '));
-        let err = null;
-        try {
-          err = checkAnswer({
-            method: req.method, url: `http://127.0.0.1:${req.socket?.remotePort ?? 0}${req.path}`,
-            status: res.statusCode, headers, body: Buffer.concat(chunks).toString('utf8'),
-          }, worker);
-        } catch { /* a request target URL cannot express: not checked */ }
-        if (err && res.listenerCount('error') > 0) return emit.call(this, 'error', err);
-        if (err) {
-          unreported.push(err.message);
-          process.exitCode = 1;
-        }
-        return emit.call(this, event, ...rest);
-      };
+      // The caller reads already (a callback given to http.request runs before this
+      // listener): tap now, before the first chunk flows. Else its listener may come after this
+      // one (req.on('response') after http.request): tap on the next tick, still before the
+      // stream it starts flows (its resume is queued after this).
+      if (res.listenerCount('data') > 0) tap(req, res, worker);
+      else process.nextTick(() => tap(req, res, worker));
     });
+  };
+  const tap = (req, res, worker) => {
+    // Only answers the caller is already reading: an extra 'data' listener must not start a
+    // stream someone means to read later.
+    if (res.listenerCount('data') === 0) return;
+    const chunks = [];
+    res.on('data', (c) => chunks.push(Buffer.from(c)));
+    const emit = res.emit;
+    res.emit = function (event, ...rest) {
+      if (event !== 'end') return emit.call(this, event, ...rest);
+      res.emit = emit;
+      const headers = new Headers();
+      for (const [k, v] of Object.entries(res.headers)) headers.set(k, [].concat(v).join(', '));
+      let err = null;
+      try {
+        err = checkAnswer({
+          method: req.method, url: `http://127.0.0.1:${req.socket?.remotePort ?? 0}${req.path}`,
+          status: res.statusCode, headers, body: Buffer.concat(chunks).toString('utf8'),
+        }, worker);
+      } catch { /* a request target URL cannot express: not checked */ }
+      if (err && res.listenerCount('error') > 0) return emit.call(this, 'error', err);
+      if (err) {
+        unreported.push(err.message);
+        process.exitCode = 1;
+      }
+      return emit.call(this, event, ...rest);
+    };
   };
   for (const name of ['request', 'get']) {
     const fn = http[name];
