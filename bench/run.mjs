@@ -331,6 +331,7 @@ async function main() {
     compatibilityDate,
     compatibilityFlags: toml.compatibilityFlags,
     kvNamespaces: { STATUS: 'status-bench' },
+    durableObjects: { CONVERSATIONS: { className: 'Conversation', useSQLite: true } },
     ratelimits: ratelimitsOf(toml),
     bindings: { ...baseBindings, PROCESSING: processing },
     handleRuntimeStdio: sink.handle,

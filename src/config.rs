@@ -12,6 +12,7 @@ use std::rc::Rc;
 use worker::Env;
 
 use crate::core::callback::{parse_origins, CallbackPolicy};
+use crate::core::fallback::{Sender, Twilio};
 use crate::core::jwt::ServiceAccountKey;
 use crate::core::pipeline::{Mode, PipelineConfig};
 use crate::core::route::ForwardKinds;
@@ -38,6 +39,11 @@ pub struct Config {
     pub processing: Mode,
     /// `CONVERSATION_HISTORY` (default on): `off` keeps statuses but no message content.
     pub keep_history: bool,
+    /// Twilio for SMS fallback; `None` when not configured (the forwarded FALLBACK document is
+    /// then the business's cue).
+    twilio: Parsed<Twilio>,
+    /// How long a deadline revoke is retried before REVOKE_FAILED (default an hour).
+    pub fallback_revoke_window_ms: u64,
     service_account: Parsed<Rc<ServiceAccountKey>>,
     pub api_base: String,
     pub timeout_ms: u64,
@@ -91,6 +97,7 @@ impl Config {
         let status_ttl_days = number("STATUS_TTL_DAYS", DEFAULT_STATUS_TTL_DAYS, 1, 3650);
         let timeout_ms = number("RBM_TIMEOUT_MS", DEFAULT_TIMEOUT_MS, 1, 120_000);
         let retry_delay_secs = number("RETRY_DELAY_SECONDS", DEFAULT_RETRY_DELAY_SECS, 0, 3600);
+        let revoke_window_secs = number("FALLBACK_REVOKE_WINDOW_SECONDS", 3600, 3, 86_400);
         let processing = match get("PROCESSING").as_deref().map(str::trim) {
             None | Some("queue") => Mode::Queue,
             Some("inline") => Mode::Inline,
@@ -98,6 +105,27 @@ impl Config {
                 invalid.get_or_insert(("PROCESSING", "expected queue or inline".into()));
                 Mode::Queue
             }
+        };
+        let twilio = match (get("TWILIO_ACCOUNT_SID"), get("TWILIO_AUTH_TOKEN")) {
+            (None, None) => None,
+            (Some(account_sid), Some(auth_token)) => {
+                let sender = match (get("TWILIO_FROM"), get("TWILIO_MESSAGING_SERVICE_SID")) {
+                    (_, Some(mss)) => Ok(Sender::MessagingService(mss.trim().to_string())),
+                    (Some(from), None) => Ok(Sender::From(from.trim().to_string())),
+                    (None, None) => Err("set TWILIO_FROM or TWILIO_MESSAGING_SERVICE_SID".to_string()),
+                };
+                Some(sender.map(|sender| {
+                    Twilio {
+                        account_sid: account_sid.trim().to_string(),
+                        auth_token,
+                        sender,
+                        api_base: get("TWILIO_API_BASE")
+                            .map(|b| b.trim().trim_end_matches('/').to_string())
+                            .unwrap_or_else(|| "https://api.twilio.com".into()),
+                    }
+                }))
+            }
+            _ => Some(Err("TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN go together".to_string())),
         };
         let keep_history = match get("CONVERSATION_HISTORY").as_deref().map(str::trim) {
             None | Some("on") => true,
@@ -140,6 +168,8 @@ impl Config {
             status_ttl_secs: status_ttl_days * 86_400,
             processing,
             keep_history,
+            twilio,
+            fallback_revoke_window_ms: revoke_window_secs * 1000,
             service_account,
             api_base: get("RBM_API_BASE")
                 .map(|s| s.trim().trim_end_matches('/').to_string())
@@ -199,6 +229,16 @@ impl Config {
         self.token_key
             .as_ref()
             .map(|k| k.as_deref().map_err(|why| ApiError::ConfigInvalid("TOKEN_SIGNING_KEY", why.clone())))
+    }
+
+    /// Twilio for SMS fallback: `Ok(None)` when not configured, an error naming the problem
+    /// when half configured.
+    pub fn twilio(&self) -> Result<Option<&Twilio>, ApiError> {
+        match &self.twilio {
+            None => Ok(None),
+            Some(Ok(t)) => Ok(Some(t)),
+            Some(Err(why)) => Err(ApiError::ConfigInvalid("TWILIO_ACCOUNT_SID", why.clone())),
+        }
     }
 
     /// The service account the RBM API is called as (`RBM_SERVICE_ACCOUNT_KEY`).

@@ -8,7 +8,11 @@
 //! events    (message_id, type) PK, meta (RecordMeta JSON)
 //! outbox    id PK (webhook-id), url, body, attempts, next_at   callbacks owed, retried by alarm
 //! budget    n, expires_at                                       a token's sends (budget objects)
+//! fallbacks message_id PK, sms_text, deadline_at, state, next_at  SMS fallbacks (core::fallback)
 //! ```
+//! A fallback is `waiting` (for its deadline or TTL), `revoking` (deadline passed, revoke being
+//! retried), `sending` (fallen back: SMS and forward pending), then `done`, `cancelled` (delivered
+//! first, or revoke 404) or `revoke_failed` — each message falls back at most once.
 //! The Worker talks to it with internal requests: `POST /op` (a `core::conversation::Op`),
 //! `GET /history`, `GET /live` (WebSocket), `DELETE /conversation`. Handlers never return
 //! `Err` (that would surface as an exception in the caller): failures are JSON errors.
@@ -23,12 +27,19 @@ use worker::{
 
 use crate::config::Config;
 use crate::core::conversation::{
-    decode_cursor, encode_cursor, order_ms, Frame, InboundMessage, Op, MAX_PAGE, READY_MESSAGES,
+    decode_cursor, encode_cursor, order_ms, FallbackOrder, Frame, InboundMessage, Op, MAX_PAGE,
+    READY_MESSAGES,
+};
+use crate::core::fallback::{
+    self, after_revoke, backoff_ms, on_record, AfterRevoke, OnRecord, Reason, SmsAnswer,
 };
 use crate::core::pipeline::{status_change_callback, Job, Known};
-use crate::core::status::{fold, project, RecordMeta, RecordType};
+use crate::core::status::{fold, project, FallbackInfo, RecordMeta, RecordType, SmsOutcome, Source};
+use crate::core::time::format_rfc3339_millis;
 use crate::error::{json_response, ApiError};
+use crate::google::rbm::{self, phone_path};
 use crate::log;
+use crate::store::status::StatusStore;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS messages (message_id TEXT PRIMARY KEY, direction TEXT NOT NULL,
@@ -39,8 +50,15 @@ CREATE TABLE IF NOT EXISTS events (message_id TEXT NOT NULL, type TEXT NOT NULL,
 CREATE TABLE IF NOT EXISTS outbox (id TEXT PRIMARY KEY, url TEXT NOT NULL, body TEXT NOT NULL,
   message_id TEXT NOT NULL, attempts INTEGER NOT NULL, next_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS budget (id INTEGER PRIMARY KEY, n INTEGER NOT NULL, expires_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS fallbacks (message_id TEXT PRIMARY KEY, agent TEXT NOT NULL, phone TEXT NOT NULL,
+  sms_text TEXT NOT NULL, content TEXT, deadline_at INTEGER, state TEXT NOT NULL, next_at INTEGER,
+  attempts INTEGER NOT NULL, reason TEXT, fired_at TEXT, sms TEXT);
 ";
 
+/// Fallback SMS attempts (retried when Twilio is down) before the SMS counts as FAILED.
+const MAX_SMS_ATTEMPTS: i64 = 6;
+const SMS_RETRY_WINDOW_MS: u64 = 120_000;
+const FORWARD_RETRY_WINDOW_MS: u64 = 1_800_000;
 /// Callback attempts before the change is kept as a dead letter instead (about 2 hours).
 const MAX_CALLBACK_ATTEMPTS: i64 = 16;
 /// Retention sweeps of a conversation that still holds messages.
@@ -187,8 +205,11 @@ impl Conversation {
             .map_err(|e| ApiError::InvalidRequest(format!("Not a conversation op: {e}.")))?;
         let cfg = Config::get(&self.env);
         let out = match op {
-            Op::Outbound { message_id, content, callback_url, record, meta } => {
+            Op::Outbound { message_id, content, callback_url, record, meta, fallback } => {
                 let at_ms = order_ms(&meta.at);
+                if let (Some(order), Some(_)) = (&fallback, record) {
+                    self.order_fallback(&message_id, order, &content, &meta)?;
+                }
                 let content = if cfg.keep_history { Some(content.to_string()) } else { None };
                 self.exec(
                     "INSERT OR IGNORE INTO messages (message_id, direction, at_ms, at, content, callback_url) VALUES (?, 'outbound', ?, ?, ?, ?)",
@@ -201,10 +222,16 @@ impl Conversation {
                         vec![url.as_str().into(), message_id.as_str().into()],
                     )?;
                 }
-                match record {
+                let not_reachable = record == Some(RecordType::SendFailed) && meta.http_status == Some(404);
+                let out = match record {
                     Some(t) => self.record(&message_id, t, meta)?,
                     None => json!({"ok": true}),
+                };
+                if not_reachable {
+                    // RBM's 404 on send: the user has no RCS; fall back at once.
+                    self.fire(&message_id, Reason::NotReachable)?;
                 }
+                out
             }
             Op::Status { message_id, record, meta } => self.record(&message_id, record, meta)?,
             Op::Inbound { message } => self.inbound(message, cfg.keep_history)?,
@@ -212,7 +239,7 @@ impl Conversation {
                 self.broadcast(&Frame::Typing { active: true }.to_json());
                 json!({"ok": true})
             }
-            Op::TakeSend { max, expires_at_ms } => self.take_send(max, expires_at_ms).await?,
+            Op::TakeSend { max, units, expires_at_ms } => self.take_send(max, units, expires_at_ms).await?,
         };
         self.schedule().await?;
         Ok(json_response(200, &out))
@@ -233,7 +260,10 @@ impl Conversation {
             .and_then(|r| text(r, 0));
         let before = project(records.iter().map(|(r, _)| *r));
         let known = Known { callback_url, records };
-        if let Some(cb) = status_change_callback(message_id, t, &meta, &known) {
+        // Callbacks are for changes RBM (or a fallback) causes; the relay's own records (SENT, a
+        // revoke) are already in the caller's answer.
+        let owed = meta.source != Source::Api;
+        if let Some(cb) = status_change_callback(message_id, t, &meta, &known).filter(|_| owed) {
             self.exec(
                 "INSERT OR IGNORE INTO outbox (id, url, body, message_id, attempts, next_at) VALUES (?, ?, ?, ?, 0, ?)",
                 vec![cb.id.as_str().into(), cb.url.as_str().into(), cb.body.as_str().into(), message_id.into(), now_ms().into()],
@@ -249,7 +279,250 @@ impl Conversation {
             let status = status_str(status);
             self.broadcast(&Frame::Status { message_id, status: &status, event: t.as_str() }.to_json());
         }
+        match on_record(t) {
+            OnRecord::Cancel => self.cancel_fallback(message_id)?,
+            OnRecord::Fire(reason) => self.fire(message_id, reason)?,
+            OnRecord::Nothing => {}
+        }
         Ok(json!({"ok": true, "status": after}))
+    }
+
+    // ---- SMS fallback -------------------------------------------------------------------
+
+    /// Keeps a send's fallback order (once per message), unless the message was already
+    /// delivered or read.
+    fn order_fallback(
+        &self,
+        message_id: &str,
+        order: &FallbackOrder,
+        content: &Value,
+        meta: &RecordMeta,
+    ) -> Result<(), ApiError> {
+        let (Some(agent), Some(phone)) = (meta.agent_id.as_deref(), meta.phone_number.as_deref()) else {
+            return Ok(());
+        };
+        let deadline = order.deadline_ms.map(|d| d as i64);
+        self.exec(
+            "INSERT OR IGNORE INTO fallbacks (message_id, agent, phone, sms_text, content, deadline_at, state, next_at, attempts) VALUES (?, ?, ?, ?, ?, ?, 'waiting', ?, 0)",
+            vec![message_id.into(), agent.into(), phone.into(), order.sms_text.as_str().into(), content.to_string().into(), deadline.into(), deadline.into()],
+        )?;
+        let seen: Vec<RecordType> = self.records(message_id)?.into_iter().map(|(t, _)| t).collect();
+        if seen.iter().any(|t| on_record(*t) == OnRecord::Cancel) {
+            self.cancel_fallback(message_id)?;
+        } else if seen.contains(&RecordType::TtlExpirationRevoked) {
+            self.fire(message_id, Reason::TtlExpired)?;
+        }
+        Ok(())
+    }
+
+    fn cancel_fallback(&self, message_id: &str) -> Result<(), ApiError> {
+        self.exec(
+            "UPDATE fallbacks SET state = 'cancelled', next_at = NULL, content = NULL WHERE message_id = ? AND state IN ('waiting', 'revoking')",
+            vec![message_id.into()],
+        )?;
+        Ok(())
+    }
+
+    /// Falls back now, at most once: records FALLBACK (status, callback, live frame) and leaves
+    /// the SMS and the forward to the alarm. Synchronous SQL: nothing interleaves.
+    fn fire(&self, message_id: &str, reason: Reason) -> Result<(), ApiError> {
+        let row = self.rows(
+            "SELECT agent, phone FROM fallbacks WHERE message_id = ? AND state IN ('waiting', 'revoking')",
+            vec![message_id.into()],
+        )?;
+        let Some((agent, phone)) = row.first().and_then(|r| Some((text(r, 0)?, text(r, 1)?))) else {
+            return Ok(()); // no fallback asked for, or already decided
+        };
+        let seen: Vec<RecordType> = self.records(message_id)?.into_iter().map(|(t, _)| t).collect();
+        if seen.iter().any(|t| matches!(t, RecordType::Delivered | RecordType::Read)) {
+            return self.cancel_fallback(message_id);
+        }
+        let at = format_rfc3339_millis(now_ms() as u64);
+        let pending = SmsOutcome { status: "PENDING".into(), sid: None, error: None };
+        self.exec(
+            "UPDATE fallbacks SET state = 'sending', reason = ?, fired_at = ?, next_at = ?, attempts = 0, sms = ? WHERE message_id = ?",
+            vec![reason.as_str().into(), at.as_str().into(), now_ms().into(), serde_json::to_string(&pending).unwrap_or_default().into(), message_id.into()],
+        )?;
+        let info = FallbackInfo { reason: reason.as_str().into(), at: at.clone(), sms: pending };
+        self.record(message_id, RecordType::Fallback, system_meta(&at, &agent, &phone, Some(info)))?;
+        Ok(())
+    }
+
+    /// The alarm's part: deadline revokes, then SMS and forwards of fallen-back messages.
+    async fn run_fallbacks(&self, cfg: &Config, now: i64) -> Result<(), ApiError> {
+        let due = self.rows(
+            "SELECT message_id, agent, phone, sms_text, content, deadline_at, state, attempts, reason, fired_at, sms FROM fallbacks WHERE state IN ('waiting', 'revoking', 'sending') AND next_at IS NOT NULL AND next_at <= ? LIMIT 10",
+            vec![now.into()],
+        )?;
+        for r in due {
+            let (Some(id), Some(agent), Some(phone), Some(state)) =
+                (text(&r, 0), text(&r, 1), text(&r, 2), text(&r, 6))
+            else {
+                continue;
+            };
+            let attempts = int(&r, 7).unwrap_or(0);
+            if state != "sending" {
+                self.deadline_revoke(cfg, &id, &agent, &phone, int(&r, 5).unwrap_or(now), attempts, now)
+                    .await?;
+                continue;
+            }
+            let mut sms: SmsOutcome = text(&r, 10)
+                .and_then(|s| serde_json::from_str(&s).ok())
+                .unwrap_or(SmsOutcome { status: "PENDING".into(), sid: None, error: None });
+            if sms.status == "PENDING" {
+                match self.send_sms(cfg, &phone, &text(&r, 3).unwrap_or_default(), &id).await {
+                    Ok(outcome) => sms = outcome,
+                    Err(why) if attempts + 1 < MAX_SMS_ATTEMPTS => {
+                        let at = now + backoff_ms(attempts as u32, SMS_RETRY_WINDOW_MS) as i64;
+                        log::warn("fallback SMS failed; will retry", json!({"messageId": id, "error": why}));
+                        self.exec(
+                            "UPDATE fallbacks SET attempts = attempts + 1, next_at = ? WHERE message_id = ?",
+                            vec![at.into(), id.as_str().into()],
+                        )?;
+                        continue;
+                    }
+                    Err(why) => sms = SmsOutcome { status: "FAILED".into(), sid: None, error: Some(why) },
+                }
+                let reason = text(&r, 8).unwrap_or_default();
+                let at = text(&r, 9).unwrap_or_default();
+                let info = FallbackInfo { reason, at: at.clone(), sms: sms.clone() };
+                let meta = system_meta(&at, &agent, &phone, Some(info));
+                self.exec(
+                    "UPDATE fallbacks SET sms = ?, attempts = 0 WHERE message_id = ?",
+                    vec![serde_json::to_string(&sms).unwrap_or_default().into(), id.as_str().into()],
+                )?;
+                self.exec(
+                    "UPDATE events SET meta = ? WHERE message_id = ? AND type = 'FALLBACK'",
+                    vec![serde_json::to_string(&meta).unwrap_or_default().into(), id.as_str().into()],
+                )?;
+                // The global status view (KV) gets the FALLBACK record with the SMS outcome.
+                StatusStore::open(&self.env, cfg.status_ttl_secs)?
+                    .record(&id, RecordType::Fallback, meta, "{}")
+                    .await?;
+            }
+            if let Some(url) = cfg.forward_url.as_deref() {
+                let content: Value =
+                    text(&r, 4).and_then(|c| serde_json::from_str(&c).ok()).unwrap_or(Value::Null);
+                let mut sms_doc = serde_json::to_value(&sms).unwrap_or(Value::Null);
+                sms_doc["text"] = text(&r, 3).unwrap_or_default().into();
+                let (doc_id, body) = fallback::forward_document(
+                    &id,
+                    &agent,
+                    &phone,
+                    &text(&r, 8).unwrap_or_default(),
+                    &text(&r, 9).unwrap_or_default(),
+                    &sms_doc,
+                    &content,
+                );
+                let sent = match cfg.forward_key() {
+                    Ok(key) => crate::pipeline::forward::deliver(cfg, url, key, &doc_id, &body).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = sent {
+                    let at = now + backoff_ms(attempts as u32, FORWARD_RETRY_WINDOW_MS) as i64;
+                    log::warn(
+                        "fallback forward failed; will retry",
+                        json!({"messageId": id, "error": e.message()}),
+                    );
+                    self.exec(
+                        "UPDATE fallbacks SET attempts = attempts + 1, next_at = ? WHERE message_id = ?",
+                        vec![at.into(), id.as_str().into()],
+                    )?;
+                    continue;
+                }
+            }
+            self.exec(
+                "UPDATE fallbacks SET state = 'done', next_at = NULL, content = NULL WHERE message_id = ?",
+                vec![id.as_str().into()],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The deadline passed undelivered: revoke through RBM, and fall back only if that worked.
+    #[allow(clippy::too_many_arguments)]
+    async fn deadline_revoke(
+        &self,
+        cfg: &Config,
+        id: &str,
+        agent: &str,
+        phone: &str,
+        deadline: i64,
+        attempts: i64,
+        now: i64,
+    ) -> Result<(), ApiError> {
+        let path = format!("{}/agentMessages/{id}?agentId={agent}", phone_path(phone));
+        let status = match rbm::call(cfg, now as u64, worker::Method::Delete, &path, None).await {
+            Ok(answer) => Some(answer.status),
+            Err(e) => {
+                log::warn("deadline revoke failed", json!({"messageId": id, "error": e.message()}));
+                None
+            }
+        };
+        let at = format_rfc3339_millis(now as u64);
+        match after_revoke(
+            status,
+            attempts as u32,
+            deadline as u64,
+            now as u64,
+            cfg.fallback_revoke_window_ms,
+        ) {
+            AfterRevoke::Fire => {
+                let meta = system_meta(&at, agent, phone, None);
+                self.record(id, RecordType::RevokeRequested, meta.clone())?;
+                self.fire(id, Reason::Deadline)?;
+                StatusStore::open(&self.env, cfg.status_ttl_secs)?
+                    .record(id, RecordType::RevokeRequested, meta, "{}")
+                    .await
+            }
+            AfterRevoke::Cancel => self.cancel_fallback(id),
+            AfterRevoke::RetryAt(t) => {
+                self.exec(
+                    "UPDATE fallbacks SET state = 'revoking', attempts = attempts + 1, next_at = ? WHERE message_id = ?",
+                    vec![(t as i64).into(), id.into()],
+                )?;
+                Ok(())
+            }
+            AfterRevoke::GiveUp => {
+                log::error("deadline revoke given up: no SMS sent", json!({"messageId": id}));
+                self.exec("UPDATE fallbacks SET state = 'revoke_failed', next_at = NULL, content = NULL WHERE message_id = ?", vec![id.into()])?;
+                let meta = system_meta(&at, agent, phone, None);
+                self.record(id, RecordType::RevokeFailed, meta.clone())?;
+                StatusStore::open(&self.env, cfg.status_ttl_secs)?
+                    .record(id, RecordType::RevokeFailed, meta, "{}")
+                    .await
+            }
+        }
+    }
+
+    /// The SMS through Twilio: its outcome, or why it is worth retrying.
+    async fn send_sms(
+        &self,
+        cfg: &Config,
+        phone: &str,
+        text: &str,
+        message_id: &str,
+    ) -> Result<SmsOutcome, String> {
+        let twilio = match cfg.twilio() {
+            Ok(Some(t)) => t,
+            Ok(None) => return Ok(SmsOutcome { status: "NOT_CONFIGURED".into(), sid: None, error: None }),
+            Err(e) => return Ok(SmsOutcome { status: "FAILED".into(), sid: None, error: Some(e.message()) }),
+        };
+        let req = twilio.request(phone, text, message_id);
+        let headers = worker::Headers::new();
+        for (k, v) in &req.headers {
+            let _ = headers.set(k, v);
+        }
+        let request = crate::runtime::request("POST", &req.url, &headers, Some(&req.body))?;
+        let (status, body) = match crate::runtime::fetch_with_timeout(request, cfg.timeout_ms).await {
+            Ok(mut resp) => (Some(resp.status_code()), resp.text().await.unwrap_or_default()),
+            Err(_) => (None, String::new()),
+        };
+        match fallback::sms_answer(status, &body) {
+            SmsAnswer::Sent { sid } => Ok(SmsOutcome { status: "SENT".into(), sid: Some(sid), error: None }),
+            SmsAnswer::Failed(e) => Ok(SmsOutcome { status: "FAILED".into(), sid: None, error: Some(e) }),
+            SmsAnswer::Retry(e) => Err(e),
+        }
     }
 
     fn records(&self, message_id: &str) -> Result<Vec<(RecordType, RecordMeta)>, ApiError> {
@@ -278,16 +551,17 @@ impl Conversation {
         Ok(json!({"ok": true, "duplicate": inserted == 0}))
     }
 
-    async fn take_send(&self, max: u32, expires_at_ms: u64) -> Result<Value, ApiError> {
+    async fn take_send(&self, max: u32, units: u32, expires_at_ms: u64) -> Result<Value, ApiError> {
         let used = self.scalar("SELECT n FROM budget WHERE id = 1", vec![])?.unwrap_or(0);
-        if used >= i64::from(max) {
+        let units = i64::from(units.max(1));
+        if used + units > i64::from(max) {
             return Ok(json!({"ok": false, "used": used}));
         }
         self.exec(
-            "INSERT INTO budget (id, n, expires_at) VALUES (1, 1, ?) ON CONFLICT (id) DO UPDATE SET n = n + 1",
-            vec![(expires_at_ms as i64).into()],
+            "INSERT INTO budget (id, n, expires_at) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET n = n + ?",
+            vec![units.into(), (expires_at_ms as i64).into(), units.into()],
         )?;
-        Ok(json!({"ok": true, "used": used + 1}))
+        Ok(json!({"ok": true, "used": used + units}))
     }
 
     /// `GET /history?limit=&before=`: newest first, with the cursor of the next page.
@@ -389,6 +663,7 @@ impl Conversation {
     async fn erase(&self) -> Result<Response, ApiError> {
         self.exec("DELETE FROM messages", vec![])?;
         self.exec("DELETE FROM events", vec![])?;
+        self.exec("DELETE FROM fallbacks", vec![])?;
         self.schedule().await?;
         Ok(json_response(200, &json!({"erased": true})))
     }
@@ -397,12 +672,23 @@ impl Conversation {
     /// left deletes its storage (an idle, empty conversation costs nothing).
     async fn schedule(&self) -> Result<(), ApiError> {
         let next_callback = self.scalar("SELECT MIN(next_at) FROM outbox", vec![])?;
+        let next_fallback = self.scalar(
+            "SELECT MIN(next_at) FROM fallbacks WHERE state IN ('waiting', 'revoking', 'sending')",
+            vec![],
+        )?;
         let held = |table: &str| -> Result<bool, ApiError> {
             Ok(self.scalar(&format!("SELECT 1 FROM {table} LIMIT 1"), vec![])?.is_some())
         };
         let budget_until = self.scalar("SELECT expires_at FROM budget WHERE id = 1", vec![])?;
-        let sweep = if held("messages")? || held("events")? { Some(now_ms() + SWEEP_EVERY_MS) } else { None };
-        let next = [next_callback, sweep, budget_until.map(|t| t + 60_000)].into_iter().flatten().min();
+        let sweep = if held("messages")? || held("events")? || held("fallbacks")? {
+            Some(now_ms() + SWEEP_EVERY_MS)
+        } else {
+            None
+        };
+        let next = [next_callback, next_fallback, sweep, budget_until.map(|t| t + 60_000)]
+            .into_iter()
+            .flatten()
+            .min();
         let storage = self.state.storage();
         match next {
             Some(at) => {
@@ -432,6 +718,11 @@ impl Conversation {
         )?;
         self.exec("DELETE FROM messages WHERE at_ms < ?", vec![cutoff.into()])?;
         self.exec("DELETE FROM budget WHERE expires_at < ?", vec![now.into()])?;
+        self.exec(
+            "DELETE FROM fallbacks WHERE state IN ('done', 'cancelled', 'revoke_failed') AND message_id NOT IN (SELECT message_id FROM messages)",
+            vec![],
+        )?;
+        self.run_fallbacks(&cfg, now).await?;
         // Callbacks owed: delivered, retried with backoff, or kept as dead letters.
         let due = self.rows(
             "SELECT id, url, body, message_id, attempts FROM outbox WHERE next_at <= ? LIMIT 20",
@@ -479,6 +770,20 @@ impl Conversation {
             }
         }
         self.schedule().await
+    }
+}
+
+/// A record rbm-edge makes itself (a fallback, a deadline revoke).
+fn system_meta(at: &str, agent: &str, phone: &str, fallback: Option<FallbackInfo>) -> RecordMeta {
+    RecordMeta {
+        at: at.to_string(),
+        received_at: at.to_string(),
+        source: Source::System,
+        event_id: None,
+        phone_number: Some(phone.to_string()),
+        agent_id: Some(agent.to_string()),
+        http_status: None,
+        fallback,
     }
 }
 

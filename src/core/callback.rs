@@ -117,7 +117,7 @@ pub fn parse_origins(list: &str) -> Result<Vec<String>, String> {
             {
                 out.push(o)
             }
-            _ => return Err(format!("{entry:?} is not an origin like https://hooks.example.com[:port]")),
+            _ => return Err(format!("\"{entry}\" is not an origin like https://hooks.example.com[:port]")),
         }
     }
     Ok(out)

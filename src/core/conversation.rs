@@ -48,6 +48,9 @@ pub enum Op {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         record: Option<RecordType>,
         meta: RecordMeta,
+        /// SMS fallback asked for with the send.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fallback: Option<FallbackOrder>,
     },
     /// A receipt, TTL notice or relay revoke about an agent message.
     #[serde(rename_all = "camelCase")]
@@ -57,9 +60,19 @@ pub enum Op {
     Inbound { message: InboundMessage },
     /// The user is typing.
     Typing,
-    /// Take one send from a browser token's `maxSends` (budget objects only).
+    /// Take `units` sends from a browser token's `maxSends` (budget objects only): all or none.
     #[serde(rename_all = "camelCase")]
-    TakeSend { max: u32, expires_at_ms: u64 },
+    TakeSend { max: u32, units: u32, expires_at_ms: u64 },
+}
+
+/// A send's SMS fallback, as the conversation object keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FallbackOrder {
+    /// The deadline (ms since the epoch); `None` when the TTL revocation is the deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
+    pub sms_text: String,
 }
 
 /// A user message as history and live frames show it.
@@ -232,7 +245,7 @@ mod tests {
             r#"{"type":"message.received","message":{"direction":"inbound"}}"#
         );
         assert_eq!(Frame::Ready { messages: &[] }.to_json(), r#"{"type":"ready","messages":[]}"#);
-        let op = Op::TakeSend { max: 5, expires_at_ms: 9 };
+        let op = Op::TakeSend { max: 5, units: 1, expires_at_ms: 9 };
         assert_eq!(serde_json::from_str::<Op>(&serde_json::to_string(&op).unwrap()).unwrap(), op);
     }
 }

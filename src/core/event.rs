@@ -48,7 +48,7 @@ pub enum UserContent {
     UserFile(UserFile),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct SuggestionResponse {
     pub postback_data: Option<String>,
@@ -58,19 +58,19 @@ pub struct SuggestionResponse {
     pub kind: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
 pub struct Location {
     pub latitude: Option<f64>,
     pub longitude: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
 pub struct UserFile {
     pub thumbnail: Option<FileInfo>,
     pub payload: Option<FileInfo>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FileInfo {
     pub mime_type: Option<String>,
@@ -143,35 +143,46 @@ struct Wire {
     send_time: Option<String>,
     event_type: Option<String>,
     text: Option<String>,
-    // Content objects are read leniently (see `lenient`): an odd field inside one must not
+    // Content objects are read leniently, field by field (below): an odd field inside one must not
     // make the whole verified event "not understood".
     suggestion_response: Option<serde_json::Value>,
     location: Option<serde_json::Value>,
     user_file: Option<serde_json::Value>,
 }
 
-/// A content object typed where it matches the model; fields of an unexpected type (say a
-/// size sent as a string) become `None` rather than losing the event. The raw JSON keeps them.
-fn lenient<T: serde::de::DeserializeOwned + Default>(v: serde_json::Value) -> T {
-    match serde_json::from_value(v.clone()) {
-        Ok(t) => t,
-        Err(_) => match v {
-            // Keep the fields that do fit: drop each one that breaks the typed parse.
-            serde_json::Value::Object(mut map) => {
-                let keys: Vec<String> = map.keys().cloned().collect();
-                for k in keys {
-                    let mut probe = serde_json::Map::new();
-                    if let Some(val) = map.get(&k) {
-                        probe.insert(k.clone(), val.clone());
-                    }
-                    if serde_json::from_value::<T>(serde_json::Value::Object(probe)).is_err() {
-                        map.remove(&k);
-                    }
-                }
-                serde_json::from_value(serde_json::Value::Object(map)).unwrap_or_default()
-            }
-            _ => T::default(),
-        },
+// Content objects are read field by field: a field of an unexpected type (say a size sent as
+// a string) becomes `None` rather than losing the event; the raw JSON keeps it. (Done by hand
+// rather than with serde's derive over a `Value`: same result, a fraction of the wasm.)
+fn str_field(v: &serde_json::Value, k: &str) -> Option<String> {
+    v.get(k).and_then(serde_json::Value::as_str).map(String::from)
+}
+
+fn suggestion_response(v: &serde_json::Value) -> SuggestionResponse {
+    SuggestionResponse {
+        postback_data: str_field(v, "postbackData"),
+        text: str_field(v, "text"),
+        kind: str_field(v, "type"),
+    }
+}
+
+fn location(v: &serde_json::Value) -> Location {
+    let num = |k: &str| v.get(k).and_then(serde_json::Value::as_f64);
+    Location { latitude: num("latitude"), longitude: num("longitude") }
+}
+
+fn file_info(v: &serde_json::Value) -> Option<FileInfo> {
+    v.is_object().then(|| FileInfo {
+        mime_type: str_field(v, "mimeType"),
+        file_size_bytes: v.get("fileSizeBytes").and_then(serde_json::Value::as_u64),
+        file_uri: str_field(v, "fileUri"),
+        file_name: str_field(v, "fileName"),
+    })
+}
+
+fn user_file(v: &serde_json::Value) -> UserFile {
+    UserFile {
+        thumbnail: v.get("thumbnail").and_then(file_info),
+        payload: v.get("payload").and_then(file_info),
     }
 }
 
@@ -240,11 +251,11 @@ impl RbmEvent {
         let content = if let Some(t) = w.text {
             UserContent::Text(t)
         } else if let Some(s) = w.suggestion_response {
-            UserContent::SuggestionResponse(lenient(s))
+            UserContent::SuggestionResponse(suggestion_response(&s))
         } else if let Some(l) = w.location {
-            UserContent::Location(lenient(l))
+            UserContent::Location(location(&l))
         } else if let Some(f) = w.user_file {
-            UserContent::UserFile(lenient(f))
+            UserContent::UserFile(user_file(&f))
         } else {
             return RbmEvent::Unknown;
         };

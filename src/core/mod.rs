@@ -9,6 +9,7 @@ pub mod conversation;
 pub mod ct;
 pub mod envelope;
 pub mod event;
+pub mod fallback;
 pub mod ids;
 pub mod jwt;
 pub mod outbound;

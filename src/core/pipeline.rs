@@ -160,7 +160,7 @@ impl Job {
                     meta: w.meta.unwrap_or_default(),
                 })
             }
-            other => Err(format!("unknown job type {other:?}")),
+            other => Err(format!("unknown job type \"{other}\"")),
         }
     }
 }
@@ -352,6 +352,7 @@ mod tests {
             phone_number: Some("+12223334444".into()),
             agent_id: Some("a".into()),
             http_status: None,
+            fallback: None,
         };
         (RecordType::Sent, m)
     }

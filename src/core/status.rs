@@ -6,8 +6,9 @@
 //! precedence. Duplicates rewrite the same key, arrival order does not matter and concurrent
 //! writers never lose each other's events.
 //!
-//! Precedence: `READ` > `DELIVERED` > `REVOKED` > `EXPIRED` > `SENT` > `FAILED`.
-//! DELIVERED beats the TTL notices (Google: both can arrive; a revoke can lose the race).
+//! Precedence: `READ` > `DELIVERED` > `FALLBACK` > `REVOKED` > `EXPIRED` > `REVOKE_FAILED` >
+//! `SENT` > `FAILED`. DELIVERED beats the TTL notices (Google: both can arrive; a revoke can
+//! lose the race) and a fallback (a late RCS delivery is still a delivery).
 
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +29,10 @@ pub enum RecordType {
     Read,
     TtlExpirationRevoked,
     TtlExpirationRevokeFailed,
+    /// The message fell back to SMS (details in the record's `fallback`).
+    Fallback,
+    /// A deadline revoke kept failing: no SMS was sent, the RCS message may still arrive.
+    RevokeFailed,
 }
 
 /// The status a set of records adds up to. Declared in ascending precedence, so `max` wins.
@@ -36,14 +41,16 @@ pub enum RecordType {
 pub enum Status {
     Failed,
     Sent,
+    RevokeFailed,
     Expired,
     Revoked,
+    Fallback,
     Delivered,
     Read,
 }
 
 impl RecordType {
-    pub const ALL: [RecordType; 7] = [
+    pub const ALL: [RecordType; 9] = [
         RecordType::Sent,
         RecordType::SendFailed,
         RecordType::RevokeRequested,
@@ -51,6 +58,8 @@ impl RecordType {
         RecordType::Read,
         RecordType::TtlExpirationRevoked,
         RecordType::TtlExpirationRevokeFailed,
+        RecordType::Fallback,
+        RecordType::RevokeFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +71,8 @@ impl RecordType {
             RecordType::Read => "READ",
             RecordType::TtlExpirationRevoked => "TTL_EXPIRATION_REVOKED",
             RecordType::TtlExpirationRevokeFailed => "TTL_EXPIRATION_REVOKE_FAILED",
+            RecordType::Fallback => "FALLBACK",
+            RecordType::RevokeFailed => "REVOKE_FAILED",
         }
     }
 
@@ -78,6 +89,8 @@ impl RecordType {
             RecordType::TtlExpirationRevokeFailed => Status::Expired,
             RecordType::Sent => Status::Sent,
             RecordType::SendFailed => Status::Failed,
+            RecordType::Fallback => Status::Fallback,
+            RecordType::RevokeFailed => Status::RevokeFailed,
         }
     }
 }
@@ -94,6 +107,8 @@ pub fn project(types: impl IntoIterator<Item = RecordType>) -> Option<Status> {
 pub enum Source {
     Webhook,
     Api,
+    /// Decided by rbm-edge itself (a fallback, a revoke given up on).
+    System,
 }
 
 /// What is stored as the KV **metadata** of one record (≤ 1024 bytes, returned by `list`, so
@@ -115,6 +130,28 @@ pub struct RecordMeta {
     /// RBM's HTTP status on SEND_FAILED.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_status: Option<u16>,
+    /// On FALLBACK: why, and what became of the SMS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<FallbackInfo>,
+}
+
+/// What a status view says of a fallback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FallbackInfo {
+    /// `NOT_REACHABLE`, `DEADLINE` or `TTL_EXPIRED`.
+    pub reason: String,
+    pub at: String,
+    pub sms: SmsOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SmsOutcome {
+    /// `PENDING`, `SENT`, `FAILED` or `NOT_CONFIGURED`.
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Longest string field kept in metadata (keeps a record well under KV's 1024-byte limit).
@@ -138,6 +175,7 @@ impl RecordMeta {
             phone_number: event.phone_number().map(String::from),
             agent_id: event.agent_id().map(String::from),
             http_status: None,
+            fallback: None,
         }
         .bounded()
     }
@@ -151,6 +189,13 @@ impl RecordMeta {
         for f in [&mut self.event_id, &mut self.phone_number, &mut self.agent_id] {
             if f.as_deref().is_some_and(|s| json_len(s) > MAX_META_FIELD) {
                 *f = None;
+            }
+        }
+        if let Some(fb) = &mut self.fallback {
+            for f in [&mut fb.sms.sid, &mut fb.sms.error] {
+                if f.as_deref().is_some_and(|s| json_len(s) > MAX_META_FIELD) {
+                    *f = f.as_deref().map(|s| s.chars().take(MAX_META_FIELD / 6).collect());
+                }
             }
         }
         if json_len(&self.at) > 64 {
@@ -199,6 +244,9 @@ pub struct StatusView {
     pub status: Status,
     pub events: Vec<EventView>,
     pub updated_at: String,
+    /// Present once the message fell back to SMS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<FallbackInfo>,
 }
 
 /// Folds a message's records into its view; `None` when there are none.
@@ -214,6 +262,8 @@ pub fn fold(message_id: &str, mut records: Vec<(RecordType, RecordMeta)>) -> Opt
     };
     let phone_number = pick(|m| m.phone_number.as_ref());
     let agent_id = pick(|m| m.agent_id.as_ref());
+    let fallback =
+        records.iter().find_map(|(t, m)| m.fallback.clone().filter(|_| *t == RecordType::Fallback));
     let updated_at = records
         .iter()
         .max_by_key(|(_, m)| parse_rfc3339_nanos(&m.received_at))
@@ -237,6 +287,7 @@ pub fn fold(message_id: &str, mut records: Vec<(RecordType, RecordMeta)>) -> Opt
         status,
         events,
         updated_at,
+        fallback,
     })
 }
 
@@ -254,6 +305,7 @@ mod tests {
             phone_number: None,
             agent_id: None,
             http_status: None,
+            fallback: None,
         }
     }
 

@@ -88,7 +88,10 @@ pub struct SendRequest {
     pub message_id: Option<String>,
     pub agent_id: Option<String>,
     pub status_callback: Option<String>,
-    /// The body minus `phoneNumber`, `messageId`, `agentId`, `statusCallback`: relayed verbatim.
+    /// SMS fallback, when asked for.
+    pub fallback: Option<FallbackSpec>,
+    /// The body minus `phoneNumber`, `messageId`, `agentId`, `statusCallback`, `fallback`:
+    /// relayed verbatim.
     pub agent_message: Map<String, Value>,
     /// `agent_message` as the JSON text sent to RBM (serialised once, here, where its size is
     /// checked: re-serialising can lengthen numbers, `1e9` → `1e+9`).
@@ -101,6 +104,21 @@ pub enum AgentEventRequest {
     Read { message_id: String },
     IsTyping,
 }
+
+/// `"fallback": {"afterSeconds": N, "sms": {"text": "…"}}` of a send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FallbackSpec {
+    /// The deadline after the send; `None` when the message's TTL is the deadline.
+    pub after_seconds: Option<u64>,
+    /// The SMS: `sms.text`, else the message's own text.
+    pub sms_text: String,
+}
+
+/// Shortest and longest fallback deadline: RBM keeps undelivered messages 30 days.
+pub const MIN_FALLBACK_SECS: u64 = 5;
+pub const MAX_FALLBACK_SECS: u64 = 2_592_000;
+/// Longest SMS text (Twilio concatenates up to 1600 characters).
+pub const MAX_SMS_CHARS: usize = 1600;
 
 type Obj = Map<String, Value>;
 type Checked<T> = Result<T, ValidationError>;
@@ -345,6 +363,48 @@ fn parse_object(body: &[u8]) -> Checked<Obj> {
 }
 
 /// Remove one of our own string fields from the body.
+/// Takes `fallback` out of a send body (it is ours, not RBM's) and checks it against the rest.
+fn take_fallback(body: &mut Obj) -> Checked<Option<FallbackSpec>> {
+    let spec = match body.remove("fallback") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(o)) => o,
+        Some(_) => {
+            return fail("fallback", "must be an object like {\"afterSeconds\":300,\"sms\":{\"text\":\"…\"}}")
+        }
+    };
+    let after_seconds = match spec.get("afterSeconds") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64() {
+            Some(n) if (MIN_FALLBACK_SECS..=MAX_FALLBACK_SECS).contains(&n) => Some(n),
+            _ => {
+                return fail(
+                    "fallback.afterSeconds",
+                    format!("must be a whole number from {MIN_FALLBACK_SECS} to {MAX_FALLBACK_SECS}"),
+                )
+            }
+        },
+    };
+    let has_ttl = ["ttl", "expireTime"].iter().any(|k| body.get(*k).is_some_and(|v| !v.is_null()));
+    if after_seconds.is_none() && !has_ttl {
+        return fail("fallback.afterSeconds", "is required unless the message has ttl or expireTime");
+    }
+    let given = match spec.get("sms") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(sms)) => match sms.get("text") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(t)) => Some(t.clone()),
+            Some(_) => return fail("fallback.sms.text", "must be a string"),
+        },
+        Some(_) => return fail("fallback.sms", "must be an object like {\"text\":\"…\"}"),
+    };
+    let own_text = body.get("contentMessage").and_then(|c| c.get("text")).and_then(Value::as_str);
+    let Some(sms_text) = given.or_else(|| own_text.map(String::from)) else {
+        return fail("fallback.sms.text", "is required when the message has no text (a rich card or media)");
+    };
+    check_chars("fallback.sms.text", &sms_text, 1, MAX_SMS_CHARS)?;
+    Ok(Some(FallbackSpec { after_seconds, sms_text }))
+}
+
 fn take_str(body: &mut Obj, key: &str) -> Checked<Option<String>> {
     match body.remove(key) {
         None | Some(Value::Null) => Ok(None),
@@ -557,6 +617,7 @@ pub fn validate_send(body: &[u8]) -> Result<SendRequest, ValidationError> {
         check_status_callback("statusCallback", url)?;
     }
 
+    let fallback = take_fallback(&mut message)?;
     check_agent_message(&message)?;
     let relayed_json =
         serde_json::to_string(&message).map_err(|_| error("", "the message cannot be serialised"))?;
@@ -574,6 +635,7 @@ pub fn validate_send(body: &[u8]) -> Result<SendRequest, ValidationError> {
         message_id,
         agent_id,
         status_callback,
+        fallback,
         agent_message: message,
         relayed_json,
     })
@@ -1343,6 +1405,55 @@ mod tests {
             "expireTime",
             "must be a string",
         );
+    }
+
+    #[test]
+    fn fallback_is_ours_and_checked() {
+        let req = validate_send(
+            json!({"phoneNumber": "+12223334444", "contentMessage": {"text": "Hi"}, "fallback": {"afterSeconds": 30}})
+                .to_string()
+                .as_bytes(),
+        )
+        .expect("valid");
+        assert_eq!(req.fallback, Some(FallbackSpec { after_seconds: Some(30), sms_text: "Hi".into() }));
+        assert!(!req.relayed_json.contains("fallback"));
+        // the TTL is the deadline
+        let ttl = validate_send(
+            json!({"phoneNumber": "+12223334444", "contentMessage": {"text": "Hi"}, "ttl": "60s", "fallback": {"sms": {"text": "SMS"}}})
+                .to_string()
+                .as_bytes(),
+        )
+        .expect("valid");
+        assert_eq!(ttl.fallback, Some(FallbackSpec { after_seconds: None, sms_text: "SMS".into() }));
+        let card = json!({"richCard": {"standaloneCard": {"cardContent": {"title": "T"}}}});
+        let with = |fb: Value, content: Value| json!({"contentMessage": content, "fallback": fb});
+        assert_err(with(json!({"afterSeconds": 30}), card.clone()), "fallback.sms.text", "no text");
+        assert_err(
+            with(json!({"afterSeconds": 4}), json!({"text": "Hi"})),
+            "fallback.afterSeconds",
+            "from 5 to 2592000",
+        );
+        assert_err(
+            with(json!({"afterSeconds": 2_592_001}), json!({"text": "Hi"})),
+            "fallback.afterSeconds",
+            "from 5",
+        );
+        assert_err(
+            with(json!({}), json!({"text": "Hi"})),
+            "fallback.afterSeconds",
+            "unless the message has ttl",
+        );
+        assert_err(
+            with(json!({"afterSeconds": 9, "sms": {"text": "x".repeat(1601)}}), json!({"text": "Hi"})),
+            "fallback.sms.text",
+            "at most 1600",
+        );
+        assert_err(
+            with(json!({"afterSeconds": 9, "sms": {"text": 5}}), json!({"text": "Hi"})),
+            "fallback.sms.text",
+            "string",
+        );
+        assert_err(with(json!("soon"), json!({"text": "Hi"})), "fallback", "object");
     }
 
     #[test]

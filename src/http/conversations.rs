@@ -18,9 +18,11 @@ pub async fn history(req: &Request, phone: &str, caller: &Caller, cx: &Cx) -> Re
     let mut path = String::from("/history?");
     for name in ["limit", "before"] {
         if let Some(v) = crate::core::query::param(&url, name) {
-            // Only cursor and number characters are meaningful; anything else is refused there.
-            let safe: String = v.chars().filter(|c| c.is_ascii_alphanumeric() || "-_".contains(*c)).collect();
-            path.push_str(&format!("{name}={safe}&"));
+            // Numbers and cursors are base64url: anything else is refused, never trimmed.
+            if !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                return Err(ApiError::InvalidRequest(format!("{name} is not valid.")));
+            }
+            path.push_str(&format!("{name}={v}&"));
         }
     }
     conversation::relay(&cx.env, &object_name(&agent, phone), Method::Get, &path, None).await

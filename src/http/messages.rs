@@ -10,7 +10,7 @@ use worker::{Method, Request, Response};
 use super::auth::Caller;
 use super::{agent_for, query_param, read_body, Cx};
 use crate::conversation::client as conversation;
-use crate::core::conversation::{object_name, Op};
+use crate::core::conversation::{object_name, FallbackOrder, Op};
 use crate::core::ids::is_e164;
 use crate::core::ids::is_valid_message_id;
 use crate::core::status::{RecordMeta, RecordType, Source, StatusView};
@@ -73,8 +73,14 @@ pub async fn send(mut req: Request, caller: &Caller, cx: &Cx) -> Result<Response
     if let Caller::Token(claims) = caller {
         // Last check before RBM: only sends that reach RBM use the token's budget.
         let ip = req.headers().get("cf-connecting-ip").ok().flatten();
-        limits::take_send(&cx.env, claims, ip.as_deref(), cx.now_ms / 1000).await?;
+        // A fallback SMS counts against maxSends too: reserved with the send.
+        let units = if send.fallback.is_some() { 2 } else { 1 };
+        limits::take_send(&cx.env, claims, ip.as_deref(), cx.now_ms / 1000, units).await?;
     }
+    let fallback = send.fallback.map(|f| FallbackOrder {
+        deadline_ms: f.after_seconds.map(|s| cx.now_ms + s * 1000),
+        sms_text: f.sms_text,
+    });
     let phone = send.phone_number;
     let object = object_name(&agent, &phone);
     let content = Value::Object(send.agent_message);
@@ -88,6 +94,7 @@ pub async fn send(mut req: Request, caller: &Caller, cx: &Cx) -> Result<Response
             callback_url: send.status_callback.clone(),
             record: None,
             meta,
+            fallback: None,
         };
         conversation::op(&cx.env, &object, &op).await?;
     }
@@ -112,6 +119,7 @@ pub async fn send(mut req: Request, caller: &Caller, cx: &Cx) -> Result<Response
             callback_url: send.status_callback,
             record: Some(t),
             meta,
+            fallback,
         };
         if let Err(e) = conversation::op(&cx.env, &object, &op).await {
             log::error("conversation not updated", json!({"messageId": message_id, "error": e.message()}));
@@ -234,6 +242,7 @@ fn api_meta(cx: &Cx, phone: &str, agent: &str, http_status: Option<u16>) -> Reco
         phone_number: Some(phone.to_string()),
         agent_id: Some(agent.to_string()),
         http_status,
+        fallback: None,
     }
 }
 

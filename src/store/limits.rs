@@ -52,6 +52,7 @@ pub async fn take_send(
     claims: &Claims,
     client_ip: Option<&str>,
     now_secs: u64,
+    units: u32,
 ) -> Result<(), ApiError> {
     let mut keys = vec![format!("tok:{}", claims.jti)];
     if let Some(ip) = client_ip {
@@ -62,7 +63,7 @@ pub async fn take_send(
         return Ok(());
     };
     // Counted in the token's own Durable Object: exact, however many sends race.
-    let op = Op::TakeSend { max, expires_at_ms: (claims.exp.max(now_secs) + 60) * 1000 };
+    let op = Op::TakeSend { max, units, expires_at_ms: (claims.exp.max(now_secs) + 60) * 1000 };
     let answer = conversation::op(env, &budget_name(&claims.jti), &op).await?;
     if answer["ok"] == true {
         Ok(())

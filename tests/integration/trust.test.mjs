@@ -12,7 +12,6 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import http from 'node:http';
 
 import { startWorker } from '../support/worker.mjs';
 import { TOKENS, API_KEYS } from '../support/config.mjs';
@@ -20,6 +19,7 @@ import { assertError, assertCleanLogs } from '../support/assert.mjs';
 import { startGoogleFake } from '../fakes/google.mjs';
 import { startSink } from '../fakes/sink.mjs';
 import * as rbm from '../support/rbm.mjs';
+import { startRbmProxy, googleError } from '../support/rbm-proxy.mjs';
 
 const { request, postEvent, pollUntil, PHONE } = rbm;
 const [TOK] = TOKENS;
@@ -43,47 +43,26 @@ let callbackSink;
 const w = {};
 
 /**
- * A loopback HTTP server in front of the Google fake: relays everything, except agentMessages
- * for the numbers above, which get a 204, a 302, a bare 101-less reset, or (on the second
- * create of one id) RBM's 409 ALREADY_EXISTS.
+ * RBM behind a proxy that misbehaves for the numbers above: a 204, a 302, a reset, or (on the
+ * second create of one id) RBM's 409 ALREADY_EXISTS.
  */
 async function startProxy(target) {
   const seen = new Set();
-  const calls = [];
-  const server = http.createServer(async (req, res) => {
-    const chunks = [];
-    for await (const c of req) chunks.push(c);
-    const body = Buffer.concat(chunks);
-    const url = new URL(req.url, 'http://x');
-    const phone = decodeURIComponent(url.pathname.split('/')[3] ?? '');
-    calls.push({ method: req.method, path: url.pathname, query: Object.fromEntries(url.searchParams), phone });
-    if (url.pathname.includes('/agentMessages') && phone === PHONE_204) return res.writeHead(204).end();
-    if (url.pathname.includes('/agentMessages') && phone === PHONE_302) {
-      return res.writeHead(302, { location: 'http://127.0.0.1:9/elsewhere' }).end();
-    }
-    if (url.pathname.includes('/agentMessages') && phone === PHONE_101) return res.socket.destroy();
-    if (req.method === 'POST' && phone === PHONE_409 && url.pathname.endsWith('/agentMessages')) {
+  return startRbmProxy(target, ({ method, url, phone, res }) => {
+    const messages = url.pathname.includes('/agentMessages');
+    if (messages && phone === PHONE_204) return res.writeHead(204).end(), true;
+    if (messages && phone === PHONE_302) return res.writeHead(302, { location: 'http://127.0.0.1:9/elsewhere' }).end(), true;
+    if (messages && phone === PHONE_101) return res.socket.destroy(), true;
+    if (method === 'POST' && phone === PHONE_409 && url.pathname.endsWith('/agentMessages')) {
       const id = url.searchParams.get('messageId');
       if (seen.has(id)) {
-        const e = { error: { code: 409, message: 'Requested entity already exists', status: 'ALREADY_EXISTS' } };
-        return res.writeHead(409, { 'content-type': 'application/json' }).end(JSON.stringify(e));
+        res.writeHead(409, { 'content-type': 'application/json' }).end(googleError(409, 'ALREADY_EXISTS', 'Requested entity already exists'));
+        return true;
       }
       seen.add(id);
     }
-    const headers = { ...req.headers };
-    delete headers.host;
-    delete headers['content-length'];
-    const up = await fetch(new URL(req.url, target), { method: req.method, headers, body: body.length ? body : undefined });
-    const text = await up.text();
-    res.writeHead(up.status, { 'content-type': up.headers.get('content-type') ?? 'application/json' }).end(text);
+    return false;
   });
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    url: `http://127.0.0.1:${server.address().port}`,
-    calls,
-    creates: () => calls.filter((c) => c.method === 'POST' && c.path.endsWith('/agentMessages')),
-    close: () => new Promise((r) => { server.closeAllConnections(); server.close(r); }),
-  };
 }
 
 const b64u = (x) => Buffer.from(JSON.stringify(x)).toString('base64url');
