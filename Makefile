@@ -40,7 +40,7 @@ test-sim: build
 	node --test --test-concurrency=1 tests/sim/
 
 # Everything: lint, native unit tests of the core, then the Worker in workerd over HTTP.
-test: build lint test-unit test-integration test-browser
+test: build lint test-unit test-integration test-sim test-browser
 
 lint: setup
 	cargo fmt --check

@@ -21,6 +21,7 @@ fn webhook_meta(event_id: &str, phone_number: &str, agent_id: &str) -> RecordMet
         phone_number: Some(phone_number.into()),
         agent_id: Some(agent_id.into()),
         http_status: None,
+        fallback: None,
     }
 }
 

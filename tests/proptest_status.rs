@@ -66,6 +66,7 @@ fn meta() -> impl Strategy<Value = RecordMeta> {
             phone_number,
             agent_id,
             http_status,
+            fallback: None,
         })
 }
 

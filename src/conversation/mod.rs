@@ -276,8 +276,9 @@ impl Conversation {
         )?;
         let after = project(known.records.iter().map(|(r, _)| *r).chain([t]));
         if let Some(status) = after.filter(|a| Some(*a) != before) {
-            let status = status_str(status);
-            self.broadcast(&Frame::Status { message_id, status: &status, event: t.as_str() }.to_json());
+            self.broadcast(
+                &Frame::Status { message_id, status: status.as_str(), event: t.as_str() }.to_json(),
+            );
         }
         match on_record(t) {
             OnRecord::Cancel => self.cancel_fallback(message_id)?,
@@ -403,8 +404,11 @@ impl Conversation {
             if let Some(url) = cfg.forward_url.as_deref() {
                 let content: Value =
                     text(&r, 4).and_then(|c| serde_json::from_str(&c).ok()).unwrap_or(Value::Null);
-                let mut sms_doc = serde_json::to_value(&sms).unwrap_or(Value::Null);
-                sms_doc["text"] = text(&r, 3).unwrap_or_default().into();
+                let mut sms_doc =
+                    json!({"text": text(&r, 3), "status": sms.status, "sid": sms.sid, "error": sms.error});
+                if let Value::Object(m) = &mut sms_doc {
+                    m.retain(|_, v| !v.is_null());
+                }
                 let (doc_id, body) = fallback::forward_document(
                     &id,
                     &agent,
@@ -625,14 +629,20 @@ impl Conversation {
             });
         }
         let view = fold(&r.message_id, self.records(&r.message_id)?);
-        Ok(json!({
-            "direction": "outbound",
-            "messageId": r.message_id,
-            "content": content,
-            "status": view.as_ref().map(|v| v.status),
-            "events": view.as_ref().map(|v| serde_json::to_value(&v.events).unwrap_or_default()).unwrap_or_else(|| json!([])),
-            "at": r.at,
-        }))
+        let events = view.as_ref().map(|v| v.events.as_slice()).unwrap_or_default();
+        let item = OutboundItem {
+            direction: "outbound",
+            message_id: &r.message_id,
+            content: &content,
+            status: view.as_ref().map(|v| v.status.as_str()),
+            events,
+            at: &r.at,
+        };
+        // Through text, like every other document here: no second (Value) serializer.
+        Ok(serde_json::to_string(&item)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null))
     }
 
     /// `GET /live`: the Worker has authenticated the caller; accept the socket (hibernatable)
@@ -787,15 +797,26 @@ fn system_meta(at: &str, agent: &str, phone: &str, fallback: Option<FallbackInfo
     }
 }
 
+/// The history item of an agent message.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OutboundItem<'a> {
+    direction: &'static str,
+    message_id: &'a str,
+    content: &'a Value,
+    status: Option<&'static str>,
+    events: &'a [crate::core::status::EventView],
+    at: &'a str,
+}
+
 /// The history item of a user message.
 fn inbound_view(m: &InboundMessage) -> Value {
-    let mut v = serde_json::to_value(m).unwrap_or_else(|_| json!({}));
+    let mut v: Value = serde_json::to_string(m)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_else(|| json!({}));
     if let Value::Object(map) = &mut v {
         map.insert("direction".into(), "inbound".into());
     }
     v
-}
-
-fn status_str(s: crate::core::status::Status) -> String {
-    serde_json::to_value(s).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
 }

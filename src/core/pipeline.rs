@@ -302,14 +302,10 @@ pub fn status_change_callback(
     let view = fold(message_id, records)?;
     Some(CallbackJob {
         url: url.clone(),
-        id: format!("{message_id}.{}", status_name(&view)),
+        id: format!("{message_id}.{}", view.status.as_str()),
         message_id: message_id.to_string(),
         body: callback_document(&view),
     })
-}
-
-fn status_name(view: &StatusView) -> String {
-    serde_json::to_value(view.status).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
 }
 
 /// `{"type":"message.status", …the status view…}`: the `type` keeps a receiver from ever

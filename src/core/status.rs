@@ -95,6 +95,22 @@ impl RecordType {
     }
 }
 
+impl Status {
+    /// The wire name (as serialized).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Failed => "FAILED",
+            Status::Sent => "SENT",
+            Status::RevokeFailed => "REVOKE_FAILED",
+            Status::Expired => "EXPIRED",
+            Status::Revoked => "REVOKED",
+            Status::Fallback => "FALLBACK",
+            Status::Delivered => "DELIVERED",
+            Status::Read => "READ",
+        }
+    }
+}
+
 /// The status of a set of records; `None` for the empty set. Order and repetition are
 /// irrelevant by construction (a max over a set).
 pub fn project(types: impl IntoIterator<Item = RecordType>) -> Option<Status> {
@@ -306,6 +322,22 @@ mod tests {
             agent_id: None,
             http_status: None,
             fallback: None,
+        }
+    }
+
+    #[test]
+    fn status_names_match_their_serialization() {
+        for s in [
+            Status::Failed,
+            Status::Sent,
+            Status::RevokeFailed,
+            Status::Expired,
+            Status::Revoked,
+            Status::Fallback,
+            Status::Delivered,
+            Status::Read,
+        ] {
+            assert_eq!(serde_json::to_value(s).expect("json"), s.as_str());
         }
     }
 

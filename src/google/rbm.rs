@@ -14,11 +14,22 @@ use crate::runtime::{fetch_with_timeout, request, FetchError};
 pub struct RbmAnswer {
     pub status: u16,
     pub body: Value,
+    /// RBM's `Retry-After` (on 429 / 503), passed on to the caller.
+    pub retry_after: Option<String>,
 }
 
 impl RbmAnswer {
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
+    }
+
+    /// Our answer to the caller: RBM's status (and `Retry-After`) with `body`.
+    pub fn respond(&self, body: &Value) -> worker::Response {
+        let mut resp = crate::error::json_response(self.status, body);
+        if let Some(ra) = &self.retry_after {
+            let _ = resp.headers_mut().set("retry-after", ra);
+        }
+        resp
     }
 }
 
@@ -82,11 +93,12 @@ async fn send(
             "RBM answered HTTP {status}, which cannot be relayed (expected 200-599 with a JSON body)."
         )));
     }
+    let retry_after = resp.headers().get("retry-after").ok().flatten();
     let text = resp.text().await.unwrap_or_default();
     let body = if text.trim().is_empty() {
         Value::Null
     } else {
         serde_json::from_str(&text).unwrap_or(Value::String(text))
     };
-    Ok(RbmAnswer { status, body })
+    Ok(RbmAnswer { status, body, retry_after })
 }

@@ -140,7 +140,7 @@ pub async fn send(mut req: Request, caller: &Caller, cx: &Cx) -> Result<Response
         // Google: 404 on send = the user is not reachable over RCS (the cue for SMS fallback).
         out["rcsReachable"] = false.into();
     }
-    Ok(json_response(answer.status, &out))
+    Ok(answer.respond(&out))
 }
 
 /// The answer to a send of a message that was already sent: its recorded outcome.
@@ -213,7 +213,7 @@ pub async fn revoke(req: &Request, message_id: &str, caller: &Caller, cx: &Cx) -
         "status": if answer.is_success() { "REVOKE_REQUESTED" } else { "FAILED" },
         "rbm": answer.body,
     });
-    Ok(json_response(answer.status, &out))
+    Ok(answer.respond(&out))
 }
 
 /// `GET /v1/messages/{messageId}`: the folded status record.

@@ -36,7 +36,8 @@ pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
     let cfg = Config::get(&env);
     let cx = Cx { env, cfg, now_ms: worker::Date::now().as_millis(), ctx };
     let path = req.path();
-    let api = path.starts_with("/v1/");
+    // Routing ignores repeated leading slashes (`//v1/messages`); so must CORS.
+    let api = path.trim_start_matches('/').starts_with("v1/");
     let origin = if api { req.headers().get("origin").ok().flatten() } else { None };
     if api && req.method() == Method::Options {
         return cors::preflight(origin.as_deref(), &cx.cfg);

@@ -6,7 +6,7 @@ use worker::{Method, Request, Response};
 use super::{read_body, Cx};
 use crate::core::ids::is_e164;
 use crate::core::validate::{validate_agent_event, AgentEventRequest};
-use crate::error::{json_response, ApiError};
+use crate::error::ApiError;
 use crate::google::rbm::{self, phone_path};
 use crate::runtime::random_uuid;
 
@@ -36,7 +36,7 @@ pub async fn event(mut req: Request, phone: &str, agent: &str, cx: &Cx) -> Resul
     let path = format!("{}/agentEvents?eventId={event_id}&agentId={agent}", phone_path(phone));
     let answer = rbm::call(&cx.cfg, cx.now_ms, Method::Post, &path, Some(&relayed.to_string())).await?;
     let out = json!({"eventId": event_id, "phoneNumber": phone, "agentId": agent, "rbm": answer.body});
-    Ok(json_response(answer.status, &out))
+    Ok(answer.respond(&out))
 }
 
 /// `GET /v1/phones/{phoneNumber}/capabilities` → phones.getCapabilities with a fresh requestId.
@@ -51,5 +51,5 @@ pub async fn capabilities(phone: &str, agent: &str, cx: &Cx) -> Result<Response,
     } else if answer.status == 404 {
         out["rcsReachable"] = false.into();
     }
-    Ok(json_response(answer.status, &out))
+    Ok(answer.respond(&out))
 }

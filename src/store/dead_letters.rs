@@ -78,7 +78,7 @@ impl DeadLetters {
 
     async fn put_raw(&self, id: &str, value: String, meta: DeadLetterMeta) -> Result<(), ApiError> {
         self.kv
-            .put(&format!("{PREFIX}{id}"), value)
+            .put_bytes(&format!("{PREFIX}{id}"), value.as_bytes())
             .map_err(storage)?
             .metadata(meta)
             .map_err(storage)?
@@ -100,7 +100,7 @@ impl DeadLetters {
             .into_iter()
             .map(|k| DeadLetter {
                 id: k.name.trim_start_matches(PREFIX).to_string(),
-                meta: k.metadata.and_then(|m| serde_json::from_value(m).ok()),
+                meta: k.metadata.and_then(|m| serde_json::from_str(&m.to_string()).ok()),
             })
             .collect();
         Ok((items, if page.list_complete { None } else { page.cursor }))
@@ -116,7 +116,7 @@ impl DeadLetters {
             .await
             .map_err(storage)?;
         // Odd metadata never makes an entry unreachable.
-        Ok(value.map(|v| (v, meta.and_then(|m| serde_json::from_value(m).ok()))))
+        Ok(value.map(|v| (v, meta.and_then(|m| serde_json::from_str(&m.to_string()).ok()))))
     }
 
     /// Takes an entry out for replay: removed first, so a second replay finds nothing; put

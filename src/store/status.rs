@@ -58,7 +58,8 @@ impl StatusStore {
         let unavailable = |e: worker::kv::KvError| {
             ApiError::StorageUnavailable(format!("The status store did not accept the write: {e}."))
         };
-        let mut put = self.kv.put(key, value).map_err(unavailable)?;
+        // As bytes: `put` with a &str goes through serde and float formatting (kilobytes of wasm).
+        let mut put = self.kv.put_bytes(key, value.as_bytes()).map_err(unavailable)?;
         if let Some(meta) = meta {
             put = put.metadata(meta).map_err(unavailable)?;
         }
@@ -85,7 +86,8 @@ impl StatusStore {
             .into_iter()
             .filter_map(|k| {
                 let t = type_of_key(&k.name, &prefix)?;
-                let meta: RecordMeta = serde_json::from_value(k.metadata?).ok()?;
+                // Through text: one deserializer for RecordMeta in the wasm (the object reads it from SQL text).
+                let meta: RecordMeta = serde_json::from_str(&k.metadata?.to_string()).ok()?;
                 Some((t, meta))
             })
             .collect())

@@ -366,7 +366,7 @@ describe('trust', { timeout: 240_000 }, () => {
     for (const worker of Object.values(w)) {
       const logs = worker.logs();
       assertCleanLogs(logs);
-      const workerLines = logs.split('\n').filter((l) => l.includes('{"level"'));
+      const workerLines = logs.split('\n').filter((l) => l.includes('"level":"'));
       lines += workerLines.length;
       for (const line of workerLines) {
         for (const n of NUMBERS) assert.ok(!line.includes(n.slice(1)), `log line shows ${n}: ${line.slice(0, 300)}`);

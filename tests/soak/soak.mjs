@@ -185,6 +185,8 @@ async function startMiniflare({ buildDir, queue, dir }) {
     compatibilityDate: compatDate(),
     kvNamespaces: ['STATUS'],
     kvPersist: path.join(dir, 'kv'),
+    durableObjects: { CONVERSATIONS: { className: 'Conversation', useSQLite: true } },
+    durableObjectsPersist: path.join(dir, 'do'),
     ...(queue ? { queuesPersist: path.join(dir, 'queues') } : {}),
     bindings: {
       RBM_CLIENT_TOKEN: TOKENS.join(','),
