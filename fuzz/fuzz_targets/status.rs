@@ -29,7 +29,7 @@ fn record(line: &str) -> (RecordType, RecordMeta) {
     let source = if next().as_deref() == Some("a") { Source::Api } else { Source::Webhook };
     let (event_id, phone_number, agent_id) = (next(), next(), next());
     let http_status = next().and_then(|s| s.parse().ok());
-    (t, RecordMeta { at, received_at, source, event_id, phone_number, agent_id, http_status })
+    (t, RecordMeta { at, received_at, source, event_id, phone_number, agent_id, http_status, fallback: None })
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -201,7 +201,7 @@ impl Conversation {
 
     async fn op(&self, mut req: Request) -> Result<Response, ApiError> {
         let body = req.text().await.map_err(|e| ApiError::InvalidRequest(format!("No op: {e}.")))?;
-        let op: Op = serde_json::from_str(&body)
+        let op = Op::from_json(&body)
             .map_err(|e| ApiError::InvalidRequest(format!("Not a conversation op: {e}.")))?;
         let cfg = Config::get(&self.env);
         let out = match op {
@@ -367,8 +367,8 @@ impl Conversation {
                     .await?;
                 continue;
             }
-            let mut sms: SmsOutcome = text(&r, 10)
-                .and_then(|s| serde_json::from_str(&s).ok())
+            let mut sms = text(&r, 10)
+                .and_then(|s| SmsOutcome::from_value(&serde_json::from_str(&s).ok()?))
                 .unwrap_or(SmsOutcome { status: "PENDING".into(), sid: None, error: None });
             if sms.status == "PENDING" {
                 match self.send_sms(cfg, &phone, &text(&r, 3).unwrap_or_default(), &id).await {
@@ -534,9 +534,7 @@ impl Conversation {
             self.rows("SELECT type, meta FROM events WHERE message_id = ?", vec![message_id.into()])?;
         Ok(rows
             .iter()
-            .filter_map(|r| {
-                Some((RecordType::parse(&text(r, 0)?)?, serde_json::from_str(&text(r, 1)?).ok()?))
-            })
+            .filter_map(|r| Some((RecordType::parse(&text(r, 0)?)?, RecordMeta::from_json(&text(r, 1)?)?)))
             .collect())
     }
 

@@ -6,7 +6,7 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use super::event::{Decoded, RbmEvent, UserContent, UserEventType};
@@ -32,7 +32,7 @@ pub fn budget_name(jti: &str) -> String {
 /// What the Worker asks of a conversation (the body of an internal `POST /op`). Externally
 /// tagged (`{"outbound":{…}}`): an internally tagged enum makes serde buffer the whole body
 /// first, which costs the wasm tens of kilobytes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Op {
     /// An agent message through the relay: registered before RBM is called when it has a
@@ -66,7 +66,7 @@ pub enum Op {
 }
 
 /// A send's SMS fallback, as the conversation object keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FallbackOrder {
     /// The deadline (ms since the epoch); `None` when the TTL revocation is the deadline.
@@ -76,7 +76,7 @@ pub struct FallbackOrder {
 }
 
 /// A user message as history and live frames show it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InboundMessage {
     pub message_id: String,
@@ -92,6 +92,75 @@ pub struct InboundMessage {
     pub user_file: Option<Value>,
     /// RBM's `sendTime`, else when it was received.
     pub at: String,
+}
+
+impl Op {
+    /// Reads an op written by its `Serialize` (the Worker's side). By hand rather than derived:
+    /// serde's derive for an enum of struct variants costs the wasm some 20 KB.
+    pub fn from_json(text: &str) -> Result<Op, String> {
+        let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        let (name, body) = match &v {
+            Value::String(s) => (s.as_str(), &Value::Null),
+            Value::Object(m) if m.len() == 1 => {
+                m.iter().next().map(|(k, b)| (k.as_str(), b)).ok_or("empty op")?
+            }
+            _ => return Err("an op is a string or a one-key object".into()),
+        };
+        let str_of = |k: &str| body.get(k).and_then(Value::as_str).map(String::from);
+        let need = |k: &str| str_of(k).ok_or_else(|| format!("{name} needs {k}"));
+        let num = |k: &str| body.get(k).and_then(Value::as_u64).ok_or_else(|| format!("{name} needs {k}"));
+        let record = |k: &str| str_of(k).and_then(|r| RecordType::parse(&r));
+        let meta =
+            || body.get("meta").and_then(RecordMeta::from_value).ok_or_else(|| format!("{name} needs meta"));
+        Ok(match name {
+            "outbound" => Op::Outbound {
+                message_id: need("messageId")?,
+                content: body.get("content").cloned().unwrap_or(Value::Null),
+                callback_url: str_of("callbackUrl"),
+                record: record("record"),
+                meta: meta()?,
+                fallback: match body.get("fallback") {
+                    Some(f @ Value::Object(_)) => Some(FallbackOrder {
+                        deadline_ms: f.get("deadlineMs").and_then(Value::as_u64),
+                        sms_text: f
+                            .get("smsText")
+                            .and_then(Value::as_str)
+                            .ok_or("fallback needs smsText")?
+                            .to_string(),
+                    }),
+                    _ => None,
+                },
+            },
+            "status" => Op::Status {
+                message_id: need("messageId")?,
+                record: record("record").ok_or("status needs record")?,
+                meta: meta()?,
+            },
+            "inbound" => {
+                let m = body.get("message").ok_or("inbound needs message")?;
+                let s = |k: &str| m.get(k).and_then(Value::as_str).map(String::from);
+                let obj = |k: &str| m.get(k).filter(|v| v.is_object()).cloned();
+                Op::Inbound {
+                    message: InboundMessage {
+                        message_id: s("messageId").ok_or("inbound needs messageId")?,
+                        kind: s("kind").unwrap_or_default(),
+                        text: s("text"),
+                        suggestion_response: obj("suggestionResponse"),
+                        location: obj("location"),
+                        user_file: obj("userFile"),
+                        at: s("at").unwrap_or_default(),
+                    },
+                }
+            }
+            "typing" => Op::Typing,
+            "takeSend" => Op::TakeSend {
+                max: u32::try_from(num("max")?).map_err(|_| "max out of range")?,
+                units: u32::try_from(num("units")?).map_err(|_| "units out of range")?,
+                expires_at_ms: num("expiresAtMs")?,
+            },
+            other => return Err(format!("unknown op {other}")),
+        })
+    }
 }
 
 /// Where a verified event goes in its conversation, if anywhere: `(agent, phone, op)`.
@@ -226,6 +295,52 @@ mod tests {
     }
 
     #[test]
+    fn ops_round_trip_through_json() {
+        let meta = RecordMeta::from_event(
+            &decode(r#"{"senderPhoneNumber":"+1222","messageId":"m","eventType":"READ"}"#).event,
+            AT_MS,
+        );
+        let text = decode(
+            r#"{"agentId":"a","senderPhoneNumber":"+12223334444","messageId":"u1","location":{"latitude":1.5,"longitude":2}}"#,
+        );
+        let Some((_, _, inbound)) = op_for_event(&text, AT_MS, None) else { panic!() };
+        for op in [
+            Op::Outbound {
+                message_id: "m".into(),
+                content: serde_json::json!({"contentMessage": {"text": "hi"}}),
+                callback_url: Some("https://h.example/cb".into()),
+                record: Some(RecordType::Sent),
+                meta: meta.clone(),
+                fallback: Some(FallbackOrder { deadline_ms: Some(5), sms_text: "sms".into() }),
+            },
+            Op::Outbound {
+                message_id: "m".into(),
+                content: Value::Null,
+                callback_url: None,
+                record: None,
+                meta: meta.clone(),
+                fallback: None,
+            },
+            Op::Status { message_id: "m".into(), record: RecordType::Read, meta },
+            inbound,
+            Op::Typing,
+            Op::TakeSend { max: 5, units: 2, expires_at_ms: 9 },
+        ] {
+            assert_eq!(Op::from_json(&serde_json::to_string(&op).expect("json")), Ok(op.clone()), "{op:?}");
+        }
+        for bad in [
+            "",
+            "[]",
+            r#"{"a":1,"b":2}"#,
+            r#"{"status":{}}"#,
+            r#"{"mystery":{}}"#,
+            r#"{"takeSend":{"max":-1,"units":1,"expiresAtMs":1}}"#,
+        ] {
+            assert!(Op::from_json(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn cursors_round_trip_and_reject_junk() {
         let c = encode_cursor(1_767_225_600_000, "m:1");
         assert_eq!(decode_cursor(&c), Some((1_767_225_600_000, "m:1".into())));
@@ -246,6 +361,6 @@ mod tests {
         );
         assert_eq!(Frame::Ready { messages: &[] }.to_json(), r#"{"type":"ready","messages":[]}"#);
         let op = Op::TakeSend { max: 5, units: 1, expires_at_ms: 9 };
-        assert_eq!(serde_json::from_str::<Op>(&serde_json::to_string(&op).unwrap()).unwrap(), op);
+        assert_eq!(Op::from_json(&serde_json::to_string(&op).unwrap()), Ok(op));
     }
 }

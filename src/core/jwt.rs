@@ -126,15 +126,22 @@ pub fn token_request_body(assertion: &str) -> String {
 }
 
 /// Google's token answer.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenResponse {
     pub access_token: String,
-    #[serde(default = "default_expires_in")]
+    /// Seconds; 3600 when absent.
     pub expires_in: u64,
 }
 
-fn default_expires_in() -> u64 {
-    3600
+impl TokenResponse {
+    /// `{"access_token","expires_in"?,…}`; `None` without a string `access_token`.
+    pub fn parse(text: &str) -> Option<TokenResponse> {
+        let v: serde_json::Value = serde_json::from_str(text).ok()?;
+        Some(TokenResponse {
+            access_token: v.get("access_token")?.as_str()?.to_string(),
+            expires_in: v.get("expires_in").and_then(serde_json::Value::as_u64).unwrap_or(3600),
+        })
+    }
 }
 
 /// Refresh this long before the token's expiry (tokens live ~1 h).
@@ -223,10 +230,12 @@ mod tests {
     fn token_lifetime() {
         assert_eq!(usable_until_ms(1_000, 3599), 1_000 + 3299 * 1000);
         assert_eq!(usable_until_ms(1_000, 10), 1_000);
-        let t: TokenResponse =
-            serde_json::from_str(r#"{"access_token":"ya29.x","expires_in":3599,"token_type":"Bearer"}"#)
-                .expect("json");
-        assert_eq!(t.expires_in, 3599);
+        let t = TokenResponse::parse(r#"{"access_token":"ya29.x","expires_in":3599,"token_type":"Bearer"}"#)
+            .expect("json");
+        assert_eq!((t.access_token.as_str(), t.expires_in), ("ya29.x", 3599));
+        assert_eq!(TokenResponse::parse(r#"{"access_token":"t"}"#).map(|t| t.expires_in), Some(3600));
+        assert_eq!(TokenResponse::parse(r#"{"expires_in":5}"#), None);
+        assert_eq!(TokenResponse::parse("nope"), None);
         assert!(token_request_body("a.b.c").ends_with("&assertion=a.b.c"));
     }
 }

@@ -23,7 +23,7 @@ use super::status::{fold, project, RecordMeta, RecordType, StatusView};
 pub const MAX_QUEUE_MESSAGE_BYTES: usize = 120 * 1024;
 
 /// How the webhook received an event (what the envelope said, and when).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Receipt {
     /// When the webhook received it (ms since the epoch).
@@ -67,7 +67,7 @@ struct JobWire<'a> {
     #[serde(borrow, default)]
     event: Option<&'a RawValue>,
     #[serde(default)]
-    meta: Option<Receipt>,
+    meta: Option<serde_json::Value>,
     #[serde(default)]
     url: Option<String>,
     #[serde(default)]
@@ -82,6 +82,18 @@ struct JobWire<'a> {
     data_base64: Option<String>,
     #[serde(default)]
     why: Option<String>,
+}
+
+impl Receipt {
+    /// Read by hand (a derived `Deserialize` costs the wasm more).
+    fn from_value(v: &serde_json::Value) -> Option<Receipt> {
+        let s = |k: &str| v.get(k).and_then(serde_json::Value::as_str).map(String::from);
+        Some(Receipt {
+            received_at: v.get("receivedAt")?.as_u64()?,
+            pubsub_message_id: s("pubsubMessageId"),
+            publish_time: s("publishTime"),
+        })
+    }
 }
 
 impl Job {
@@ -137,7 +149,12 @@ impl Job {
                 } else {
                     raw.to_string()
                 };
-                Ok(Job::Event { event, meta: w.meta.ok_or("an event job without its receipt")? })
+                let meta = w
+                    .meta
+                    .as_ref()
+                    .and_then(Receipt::from_value)
+                    .ok_or("an event job without its receipt")?;
+                Ok(Job::Event { event, meta })
             }
             "callback" => match (w.url, w.id, w.message_id, w.body) {
                 (Some(url), Some(id), Some(message_id), Some(body)) => {
@@ -157,7 +174,7 @@ impl Job {
                 Ok(Job::Unparseable {
                     data,
                     why: w.why.unwrap_or_default(),
-                    meta: w.meta.unwrap_or_default(),
+                    meta: w.meta.as_ref().and_then(Receipt::from_value).unwrap_or_default(),
                 })
             }
             other => Err(format!("unknown job type \"{other}\"")),

@@ -11,6 +11,7 @@
 //! lose the race) and a fallback (a late RCS delivery is still a delivery).
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::event::RbmEvent;
 use super::time::{format_rfc3339_millis, parse_rfc3339_nanos};
@@ -129,7 +130,7 @@ pub enum Source {
 
 /// What is stored as the KV **metadata** of one record (≤ 1024 bytes, returned by `list`, so
 /// the status view is one list call with no per-key reads).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RecordMeta {
     /// When it happened: RBM's `sendTime` for webhook events, our clock for API events.
@@ -152,7 +153,7 @@ pub struct RecordMeta {
 }
 
 /// What a status view says of a fallback.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FallbackInfo {
     /// `NOT_REACHABLE`, `DEADLINE` or `TTL_EXPIRED`.
     pub reason: String,
@@ -160,7 +161,7 @@ pub struct FallbackInfo {
     pub sms: SmsOutcome,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SmsOutcome {
     /// `PENDING`, `SENT`, `FAILED` or `NOT_CONFIGURED`.
     pub status: String,
@@ -173,7 +174,53 @@ pub struct SmsOutcome {
 /// Longest string field kept in metadata (keeps a record well under KV's 1024-byte limit).
 pub const MAX_META_FIELD: usize = 200;
 
+// Read by hand from a JSON value (KV metadata, the conversation object's SQL): a derived
+// `Deserialize` per type costs the wasm more than these few lines.
+fn text(v: &Value, k: &str) -> Option<String> {
+    v.get(k).and_then(Value::as_str).map(String::from)
+}
+
+impl SmsOutcome {
+    pub fn from_value(v: &Value) -> Option<SmsOutcome> {
+        Some(SmsOutcome { status: text(v, "status")?, sid: text(v, "sid"), error: text(v, "error") })
+    }
+}
+
+impl FallbackInfo {
+    pub fn from_value(v: &Value) -> Option<FallbackInfo> {
+        Some(FallbackInfo {
+            reason: text(v, "reason")?,
+            at: text(v, "at")?,
+            sms: SmsOutcome::from_value(v.get("sms")?)?,
+        })
+    }
+}
+
 impl RecordMeta {
+    /// A record's metadata as written by its `Serialize`; `None` when a required field is
+    /// missing or of another type.
+    pub fn from_value(v: &Value) -> Option<RecordMeta> {
+        Some(RecordMeta {
+            at: text(v, "at")?,
+            received_at: text(v, "receivedAt")?,
+            source: match v.get("source")?.as_str()? {
+                "webhook" => Source::Webhook,
+                "api" => Source::Api,
+                "system" => Source::System,
+                _ => return None,
+            },
+            event_id: text(v, "eventId"),
+            phone_number: text(v, "phoneNumber"),
+            agent_id: text(v, "agentId"),
+            http_status: v.get("httpStatus").and_then(Value::as_u64).and_then(|n| u16::try_from(n).ok()),
+            fallback: v.get("fallback").and_then(FallbackInfo::from_value),
+        })
+    }
+
+    /// The same from JSON text.
+    pub fn from_json(text: &str) -> Option<RecordMeta> {
+        RecordMeta::from_value(&serde_json::from_str(text).ok()?)
+    }
     /// The record of a webhook event received at `received_at_ms`: `at` is RBM's `sendTime`
     /// when it is a valid timestamp, else the receive time. Bounded to fit KV's metadata.
     pub fn from_event(event: &RbmEvent, received_at_ms: u64) -> RecordMeta {
@@ -323,6 +370,22 @@ mod tests {
             http_status: None,
             fallback: None,
         }
+    }
+
+    #[test]
+    fn metadata_round_trips_by_hand() {
+        let mut m = meta("2026-01-01T00:00:00Z", Source::System);
+        m.event_id = Some("e".into());
+        m.http_status = Some(404);
+        m.fallback = Some(FallbackInfo {
+            reason: "DEADLINE".into(),
+            at: "t".into(),
+            sms: SmsOutcome { status: "SENT".into(), sid: Some("SM1".into()), error: None },
+        });
+        let json = serde_json::to_string(&m).expect("json");
+        assert_eq!(RecordMeta::from_json(&json), Some(m));
+        assert_eq!(RecordMeta::from_json(r#"{"at":"t","receivedAt":"t","source":"elsewhere"}"#), None);
+        assert_eq!(RecordMeta::from_json(r#"{"at":"t","source":"api"}"#), None);
     }
 
     #[test]

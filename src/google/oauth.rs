@@ -155,7 +155,7 @@ async fn fetch_token(
             "The OAuth token endpoint {token_uri} refused the service account's assertion (HTTP {status}, {code})."
         )));
     }
-    let token: TokenResponse = serde_json::from_str(&text).map_err(|_| {
+    let token = TokenResponse::parse(&text).ok_or_else(|| {
         ApiError::Upstream(format!("The OAuth token endpoint {token_uri} answered without an access_token."))
     })?;
     Ok((token.access_token, usable_until_ms(now_ms, token.expires_in)))

@@ -7,7 +7,7 @@
 //! expiry    STATUS_TTL_DAYS
 //! ```
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use worker::kv::KvStore;
 use worker::Env;
 
@@ -22,7 +22,7 @@ const PREFIX: &str = "dlq:";
 /// Entries per page of `GET /v1/dead-letters`.
 pub const PAGE: u64 = 100;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeadLetterMeta {
     pub dead_at: String,
@@ -33,6 +33,19 @@ pub struct DeadLetterMeta {
     /// The RBM event kind, for event jobs; `unparseable` for data that could not be decoded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+}
+
+impl DeadLetterMeta {
+    /// Read by hand (a derived `Deserialize` costs the wasm more).
+    fn from_value(v: &serde_json::Value) -> Option<DeadLetterMeta> {
+        let s = |k: &str| v.get(k).and_then(serde_json::Value::as_str).map(String::from);
+        Some(DeadLetterMeta {
+            dead_at: s("deadAt")?,
+            job: s("job")?,
+            message_id: s("messageId"),
+            kind: s("kind"),
+        })
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -100,7 +113,7 @@ impl DeadLetters {
             .into_iter()
             .map(|k| DeadLetter {
                 id: k.name.trim_start_matches(PREFIX).to_string(),
-                meta: k.metadata.and_then(|m| serde_json::from_str(&m.to_string()).ok()),
+                meta: k.metadata.as_ref().and_then(DeadLetterMeta::from_value),
             })
             .collect();
         Ok((items, if page.list_complete { None } else { page.cursor }))
@@ -116,7 +129,7 @@ impl DeadLetters {
             .await
             .map_err(storage)?;
         // Odd metadata never makes an entry unreachable.
-        Ok(value.map(|v| (v, meta.and_then(|m| serde_json::from_str(&m.to_string()).ok()))))
+        Ok(value.map(|v| (v, meta.as_ref().and_then(DeadLetterMeta::from_value))))
     }
 
     /// Takes an entry out for replay: removed first, so a second replay finds nothing; put

@@ -86,8 +86,7 @@ impl StatusStore {
             .into_iter()
             .filter_map(|k| {
                 let t = type_of_key(&k.name, &prefix)?;
-                // Through text: one deserializer for RecordMeta in the wasm (the object reads it from SQL text).
-                let meta: RecordMeta = serde_json::from_str(&k.metadata?.to_string()).ok()?;
+                let meta = RecordMeta::from_value(&k.metadata?)?;
                 Some((t, meta))
             })
             .collect())
