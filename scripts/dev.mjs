@@ -18,7 +18,7 @@
 //   RBM_SIM_DELIVER_MS, RBM_SIM_READ_MS, RBM_SIM_TYPING_MS, RBM_SIM_REPLY_MS, RBM_SIM_SLOW_MS
 // Node 20 standard library only.
 
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -26,6 +26,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startSimulator } from '../sim/simulator.mjs';
 import { readDotenv, renderDotenv, withTokenUri } from '../sim/devvars.mjs';
+import { descendants } from '../sim/proc.mjs';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const env = process.env;
@@ -84,21 +85,6 @@ function cleanupTmp() {
   try { fs.rmSync(tmp, { recursive: true, force: true }); } catch { /* best effort */ }
 }
 
-/** Every descendant pid of `pid` (ps works on Linux and macOS). */
-function descendants(pid) {
-  let table;
-  try { table = execFileSync('ps', ['-A', '-o', 'pid=,ppid='], { encoding: 'utf8' }); } catch { return []; }
-  const kids = new Map();
-  for (const line of table.trim().split('\n')) {
-    const [p, pp] = line.trim().split(/\s+/).map(Number);
-    if (!kids.has(pp)) kids.set(pp, []);
-    kids.get(pp).push(p);
-  }
-  const out = [];
-  const walk = (p) => { for (const k of kids.get(p) ?? []) { out.push(k); walk(k); } };
-  walk(pid);
-  return out;
-}
 
 function killTree(pids, signal) {
   for (const p of pids) { try { process.kill(p, signal); } catch { /* gone */ } }

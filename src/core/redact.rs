@@ -47,6 +47,26 @@ fn redact_value(v: &mut Value) {
     }
 }
 
+/// A request path for a log line: phone-number segments (`/v1/phones/%2B12223334444/…`)
+/// reduced to their last 4 digits.
+pub fn redact_path(path: &str) -> String {
+    path.split('/')
+        .map(|seg| {
+            let digits = seg
+                .strip_prefix("%2B")
+                .or_else(|| seg.strip_prefix("%2b"))
+                .or_else(|| seg.strip_prefix('+'))
+                .unwrap_or(seg);
+            if digits.len() >= 8 && digits.bytes().all(|b| b.is_ascii_digit()) {
+                mask_phone(digits)
+            } else {
+                seg.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// `+` (optional) and 8 or more digits, with the usual separators.
 fn looks_like_phone(s: &str) -> bool {
     let digits = s.chars().filter(char::is_ascii_digit).count();
@@ -63,6 +83,14 @@ mod tests {
         assert_eq!(mask_phone("+1 (222) 333-4444"), "***4444");
         assert_eq!(mask_phone("+1234"), "***");
         assert_eq!(mask_phone(""), "***");
+    }
+
+    #[test]
+    fn paths_lose_numbers() {
+        assert_eq!(redact_path("/v1/phones/%2B12223334444/capabilities"), "/v1/phones/***4444/capabilities");
+        assert_eq!(redact_path("/v1/phones/+12223334444/live"), "/v1/phones/***4444/live");
+        assert_eq!(redact_path("/v1/messages/0f8a2c1e-1b2c"), "/v1/messages/0f8a2c1e-1b2c");
+        assert_eq!(redact_path("/healthz"), "/healthz");
     }
 
     #[test]

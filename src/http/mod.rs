@@ -48,7 +48,7 @@ pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
             if e.status() >= 500 {
                 crate::log::error(
                     "request failed",
-                    serde_json::json!({"path": path, "code": e.code(), "message": e.message()}),
+                    serde_json::json!({"path": crate::core::redact::redact_path(&path), "code": e.code(), "message": e.message()}),
                 );
             }
             e.into_response()

@@ -372,6 +372,6 @@ describe('trust', { timeout: 240_000 }, () => {
         for (const n of NUMBERS) assert.ok(!line.includes(n.slice(1)), `log line shows ${n}: ${line.slice(0, 300)}`);
       }
     }
-    assert.ok(lines > 20, `the Workers logged (${lines} lines)`);
+    assert.ok(lines >= 10, `the Workers logged (${lines} lines)`);
   });
 });

@@ -10,25 +10,13 @@ import path from 'node:path';
 import { freePort, REPO } from '../support/worker.mjs';
 import { readDotenv } from '../../sim/devvars.mjs';
 import { call, sleep } from './support.mjs';
+import { descendants } from '../../sim/proc.mjs';
 
 const BUILD = process.env.RBM_EDGE_BUILD_DIR || path.join(REPO, 'build');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rbm-dev-test-'));
 const varsFile = path.join(tmp, 'dev.vars');
 const runs = [];
 
-function descendants(pid) {
-  const table = execFileSync('ps', ['-A', '-o', 'pid=,ppid='], { encoding: 'utf8' });
-  const kids = new Map();
-  for (const line of table.trim().split('\n')) {
-    const [p, pp] = line.trim().split(/\s+/).map(Number);
-    if (!kids.has(pp)) kids.set(pp, []);
-    kids.get(pp).push(p);
-  }
-  const out = [];
-  const walk = (p) => { for (const k of kids.get(p) ?? []) { out.push(k); walk(k); } };
-  walk(pid);
-  return out;
-}
 const alive = (pid) => { try { process.kill(pid, 0); return true; } catch { return false; } };
 
 /** Starts scripts/dev.mjs; resolves once it printed "ready" (or rejects with its output). */
