@@ -487,7 +487,7 @@ async function main() {
         },
       },
       {
-        id: 2, inst: I, sink: sinks.inline, name: 'webhook user text', what: 'signed user text messages; no forward configured, nothing stored', processing: 'inline',
+        id: 2, inst: I, sink: sinks.inline, name: 'webhook user text', what: 'signed user text messages; no forward configured; stored in the conversation object', processing: 'inline',
         build: (n) => buildTexts(n),
       },
       {
@@ -517,7 +517,7 @@ async function main() {
   }
   if (inst.secret) {
     defs.push({
-      id: '1s', inst: inst.secret, sink: sinks.secret, name: 'webhook, FORWARD_SECRET set', what: 'as (1) with FORWARD_SECRET configured: each receipt first lists the message\'s records (statusCallback check) before its put', processing: 'inline',
+      id: '1s', inst: inst.secret, sink: sinks.secret, name: 'webhook, FORWARD_SECRET set', what: 'as (1) with FORWARD_SECRET configured (status callbacks possible; decided in the conversation object)', processing: 'inline',
       build: (n, tag) => buildReceipts(n, `b1s${tag}`),
     });
   }
@@ -670,7 +670,7 @@ async function main() {
       `${round(byId[1].cpuMsPerReq - byId[0].cpuMsPerReq, 3)} ms above the baseline (×${round(byId[1].cpuMsPerReq / byId[0].cpuMsPerReq, 1)}).`);
   }
   if (byId[1] && byId[2]) {
-    analysis.push(`user text (2, same verify + decode + log, no KV write) ${byId[2].cpuMsPerReq} ms: the inline KV put of (1) accounts for ~${round(byId[1].cpuMsPerReq - byId[2].cpuMsPerReq, 3)} ms ` +
+    analysis.push(`user text (2, same verify + decode + log, no KV write, one conversation-object write) ${byId[2].cpuMsPerReq} ms: the inline KV put of (1) accounts for ~${round(byId[1].cpuMsPerReq - byId[2].cpuMsPerReq, 3)} ms ` +
       '(workerd CPU includes Miniflare\'s local KV simulator, which is not billed on Cloudflare).');
   }
   if (byId[0] && byId['0k']) {
@@ -683,7 +683,7 @@ async function main() {
   }
   if (byId[1] && byId['1s']) {
     analysis.push(`with FORWARD_SECRET set (1s) a receipt costs ${byId['1s'].cpuMsPerReq} ms vs ${byId[1].cpuMsPerReq} ms (1): +${round(byId['1s'].cpuMsPerReq - byId[1].cpuMsPerReq, 3)} ms ` +
-      `and p50 ${byId['1s'].p50Ms} vs ${byId[1].p50Ms} ms for the statusCallback look-up (one KV get of cb:{id}) made before every put; a list follows only for messages sent with a callback.`);
+      `and p50 ${byId['1s'].p50Ms} vs ${byId[1].p50Ms} ms: callbacks are decided in the conversation object either way, so this is noise.`);
   }
   if (byId[3] && byId['3k']) {
     analysis.push(`status view (3) ${byId[3].cpuMsPerReq} ms/request vs a bare KV list from JS (3k) ${byId['3k'].cpuMsPerReq} ms: ~${round(byId[3].cpuMsPerReq - byId['3k'].cpuMsPerReq, 3)} ms is the Worker (auth, fold, JSON).`);

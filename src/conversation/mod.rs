@@ -171,8 +171,8 @@ impl DurableObject for Conversation {
         _reason: String,
         _clean: bool,
     ) -> worker::Result<()> {
-        let code = u16::try_from(code).ok().filter(|c| (1000..5000).contains(c) && *c != 1005 && *c != 1006);
-        let _ = ws.close(Some(code.unwrap_or(1000)), Some("bye"));
+        // Completes the closing handshake the page started (its code is only informative).
+        let _ = (code, ws.close(Some(1000), Some("bye")));
         Ok(())
     }
 

@@ -50,21 +50,24 @@ fn redact_value(v: &mut Value) {
 /// A request path for a log line: phone-number segments (`/v1/phones/%2B12223334444/…`)
 /// reduced to their last 4 digits.
 pub fn redact_path(path: &str) -> String {
-    path.split('/')
-        .map(|seg| {
-            let digits = seg
-                .strip_prefix("%2B")
-                .or_else(|| seg.strip_prefix("%2b"))
-                .or_else(|| seg.strip_prefix('+'))
-                .unwrap_or(seg);
-            if digits.len() >= 8 && digits.bytes().all(|b| b.is_ascii_digit()) {
-                mask_phone(digits)
-            } else {
-                seg.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("/")
+    let mut out = String::with_capacity(path.len());
+    for (i, seg) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        let digits = seg
+            .strip_prefix("%2B")
+            .or_else(|| seg.strip_prefix("%2b"))
+            .unwrap_or(seg)
+            .trim_start_matches('+');
+        if digits.len() >= 8 && digits.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str("***");
+            out.push_str(&digits[digits.len() - 4..]);
+        } else {
+            out.push_str(seg);
+        }
+    }
+    out
 }
 
 /// `+` (optional) and 8 or more digits, with the usual separators.
