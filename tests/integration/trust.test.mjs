@@ -9,6 +9,7 @@
 //           TOKEN_RATE_LIMITER 10/60 s; RBM behind a loopback proxy that can misbehave.
 //   queue   PROCESSING=queue with local Queues, FORWARD_URL.
 //   strict  no CALLBACK_ORIGINS, no ALLOW_INSECURE_CALLBACKS; bad CALLBACK_ORIGINS on `broken`.
+//   noqueue PROCESSING=queue without the EVENTS binding (what is acknowledged without a queue write).
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -114,7 +115,7 @@ describe('trust', { timeout: 240_000 }, () => {
     forwardSink = await startSink({ secret: FORWARD_SECRET });
     callbackSink = await startSink({ secret: CALLBACK_SECRET });
     const rateToml = `[[ratelimits]]\nname = "TOKEN_RATE_LIMITER"\nnamespace_id = "1002"\nsimple = { limit = ${TOKEN_RATE}, period = 60 }`;
-    [w.inline, w.queue, w.strict, w.broken] = await Promise.all([
+        [w.inline, w.queue, w.strict, w.broken, w.noqueue] = await Promise.all([
       startWorker({
         ...baseConfig(
           { CALLBACK_ORIGINS: callbackSink.url, ALLOW_INSECURE_CALLBACKS: 'true', FORWARD_URL: `${forwardSink.url}/rbm` },
@@ -124,7 +125,8 @@ describe('trust', { timeout: 240_000 }, () => {
       }),
       startWorker({ ...baseConfig({ PROCESSING: 'queue', FORWARD_URL: `${forwardSink.url}/rbm` }), queues: true }),
       startWorker(baseConfig()),
-      startWorker(baseConfig({ CALLBACK_ORIGINS: 'hooks.example.com/rbm' }, { TOKEN_SIGNING_KEY: 'too-short' })),
+            startWorker(baseConfig({ CALLBACK_ORIGINS: 'hooks.example.com/rbm' }, { TOKEN_SIGNING_KEY: 'too-short' })),
+      startWorker(baseConfig({ PROCESSING: 'queue' })),
     ]);
   });
 
@@ -277,10 +279,14 @@ describe('trust', { timeout: 240_000 }, () => {
     assert.equal(JSON.parse(d.raw).event.text.length, 45_000);
   });
 
-  test('events with nothing to do (IS_TYPING not forwarded) are acknowledged without a queue write', async () => {
-    const res = await postEvent(w.queue.url, rbm.isTyping(), TOK);
-    assert.equal(res.status, 200, res.text);
-    assert.equal(res.json.kind, 'IS_TYPING');
+    test('events with nothing to queue (typing, SUBSCRIBE not forwarded) are acknowledged without a queue write', async () => {
+    // A queue Worker without its EVENTS binding: any queue write would answer 503.
+    for (const ev of [rbm.isTyping(), rbm.subscribe()]) {
+      const res = await postEvent(w.noqueue.url, ev, TOK);
+      assert.equal(res.status, 200, res.text);
+      assert.equal(res.json.kind, ev.eventType);
+    }
+    assertError(await postEvent(w.noqueue.url, rbm.userText(), TOK), 503, 'QUEUE_UNAVAILABLE', 'a user message is queued');
   });
 
   // 7 ---------------------------------------------------------------------------------------
