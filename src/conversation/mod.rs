@@ -167,12 +167,12 @@ impl DurableObject for Conversation {
     async fn websocket_close(
         &self,
         ws: WebSocket,
-        code: usize,
+        _code: usize,
         _reason: String,
         _clean: bool,
     ) -> worker::Result<()> {
         // Completes the closing handshake the page started (its code is only informative).
-        let _ = (code, ws.close(Some(1000), Some("bye")));
+        let _ = ws.close(Some(1000), Some("bye"));
         Ok(())
     }
 
