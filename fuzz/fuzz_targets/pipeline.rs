@@ -12,7 +12,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rbm_edge::core::conversation::Op;
+use rbm_edge::core::conversation::{conversation_of, op_for_event, Op};
 use rbm_edge::core::event::Decoded;
 use rbm_edge::core::pipeline::{
     intake, plan, status_change_callback, Effect, Intake, Job, Known, Mode, PipelineConfig, Receipt,
@@ -54,6 +54,11 @@ fuzz_target!(|data: &[u8]| {
         Intake::ApplyInline => {}
     }
 
+        // The webhook's cheap question and the op it stands for always agree.
+    let place = conversation_of(&decoded, cfg.default_agent);
+    let op = op_for_event(&decoded, receipt.received_at, cfg.default_agent);
+    assert_eq!(place.is_some(), op.is_some());
+    assert_eq!(place.map(|(_, _, typing)| typing), op.as_ref().map(|(_, _, o)| *o == Op::Typing));
     let effects = plan(&decoded, &receipt, &cfg);
     let rank = |e: &Effect| match e {
         Effect::Record { .. } | Effect::Skip { .. } => 0,
@@ -73,7 +78,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(Some(message_id.as_str()), decoded.event.message_id());
             // The exact decision made in the conversation object, on arbitrary known records.
             let known_types: Vec<RecordType> =
-                RecordType::ALL.iter().enumerate().filter(|(i, _)| records & (1 << i) != 0).map(|(_, t)| *t).collect();
+                RecordType::ALL.iter().enumerate().filter(|(i, _)| (u32::from(*records) >> i) & 1 != 0).map(|(_, t)| *t).collect();
             let known = Known {
                 callback_url: (records & 0x80 != 0).then(|| "https://h.example/cb".to_string()),
                 records: known_types.iter().map(|t| (*t, meta.clone())).collect::<Vec<(RecordType, RecordMeta)>>(),

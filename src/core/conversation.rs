@@ -163,18 +163,34 @@ impl Op {
     }
 }
 
+/// The conversation a verified event belongs to, `(agent, phone, is_typing)`, if any: receipts
+/// and TTL notices for agent messages, user messages and typing; other kinds (SUBSCRIBE,
+/// unknown) are not part of the conversation. Cheap: the webhook asks it of every event, and
+/// only [`op_for_event`] builds the op.
+pub fn conversation_of<'a>(
+    decoded: &'a Decoded,
+    default_agent: Option<&'a str>,
+) -> Option<(&'a str, &'a str, bool)> {
+    let e = &decoded.event;
+    let phone = e.phone_number()?;
+    let agent = e.agent_id().or(default_agent)?;
+    let typing = matches!(e, RbmEvent::UserEvent(u) if u.event_type == UserEventType::IsTyping);
+    let kept = typing
+        || matches!(e, RbmEvent::UserMessage(_))
+        || (super::route::status_record(e).is_some() && e.message_id().is_some_and(is_valid_message_id));
+    kept.then_some((agent, phone, typing))
+}
+
 /// Where a verified event goes in its conversation, if anywhere: `(agent, phone, op)`.
-/// Receipts and TTL notices for agent messages, user messages and typing; other kinds
-/// (SUBSCRIBE, unknown) are not part of the conversation.
 pub fn op_for_event(
     decoded: &Decoded,
     received_at_ms: u64,
     default_agent: Option<&str>,
 ) -> Option<(String, String, Op)> {
+    let (agent, phone, _) = conversation_of(decoded, default_agent)?;
+    let (agent, phone) = (agent.to_string(), phone.to_string());
     let e = &decoded.event;
     let received_at = &format_rfc3339_millis(received_at_ms);
-    let phone = e.phone_number()?.to_string();
-    let agent = e.agent_id().or(default_agent)?.to_string();
     let op = match e {
         RbmEvent::UserEvent(u) if u.event_type == UserEventType::IsTyping => Op::Typing,
         RbmEvent::UserMessage(m) => {
@@ -291,6 +307,7 @@ mod tests {
             r#"{"senderPhoneNumber":"+12223334444","text":"no agent anywhere"}"#,
         ] {
             assert_eq!(op_for_event(&decode(none), AT_MS, None), None, "{none}");
+            assert_eq!(conversation_of(&decode(none), None), None, "{none}");
         }
     }
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-use super::conversation::{op_for_event, Op};
+use super::conversation::{conversation_of, op_for_event, Op};
 use super::event::Decoded;
 use super::ids::is_valid_message_id;
 use super::outbound::{forward_document, stable_event_id};
@@ -224,10 +224,10 @@ pub enum Intake {
 }
 
 pub fn intake(decoded: &Decoded, receipt: &Receipt, cfg: &PipelineConfig) -> Intake {
-    let conversation = op_for_event(decoded, receipt.received_at, cfg.default_agent);
     if targets(&decoded.event, cfg.forward).is_empty() {
-        return match conversation {
-            Some((agent, phone, Op::Typing)) => Intake::Typing { agent, phone },
+        // Decided without building the conversation op (no second parse of the event here).
+        return match conversation_of(decoded, cfg.default_agent) {
+            Some((agent, phone, true)) => Intake::Typing { agent: agent.into(), phone: phone.into() },
             Some(_) => work(decoded, receipt, cfg),
             None => Intake::Acknowledge,
         };
