@@ -15,6 +15,7 @@ use crate::core::callback::{parse_origins, CallbackPolicy};
 use crate::core::fallback::{Sender, Twilio};
 use crate::core::jwt::ServiceAccountKey;
 use crate::core::pipeline::{Mode, PipelineConfig};
+use crate::core::region::{parse_agent_regions, Region};
 use crate::core::route::ForwardKinds;
 use crate::core::webhook_sign::parse_secret;
 use crate::error::ApiError;
@@ -45,7 +46,12 @@ pub struct Config {
     /// How long a deadline revoke is retried before REVOKE_FAILED (default an hour).
     pub fallback_revoke_window_ms: u64,
     service_account: Parsed<Rc<ServiceAccountKey>>,
+    /// `RBM_API_BASE`: agents not in `RBM_AGENT_REGIONS`.
     pub api_base: String,
+    /// `RBM_API_BASE_US`, `_EUROPE`, `_ASIA`, in `Region::ALL` order.
+    region_bases: [String; 3],
+    /// `RBM_AGENT_REGIONS`.
+    agent_regions: Vec<(String, Region)>,
     pub timeout_ms: u64,
     pub allowed_origins: Vec<String>,
     pub forward_url: Option<String>,
@@ -159,6 +165,18 @@ impl Config {
                 Ok(k.into_bytes())
             }
         });
+        let base = |name: &str, default: String| {
+            get(name).map(|s| s.trim().trim_end_matches('/').to_string()).unwrap_or(default)
+        };
+        let region_bases = Region::ALL.map(|r| {
+            let name = format!("RBM_API_BASE_{}", r.as_str().to_ascii_uppercase());
+            base(&name, format!("https://{}-rcsbusinessmessaging.googleapis.com", r.as_str()))
+        });
+        let agent_regions = parse_agent_regions(&get("RBM_AGENT_REGIONS").unwrap_or_default())
+            .unwrap_or_else(|why| {
+                invalid.get_or_insert(("RBM_AGENT_REGIONS", why));
+                Vec::new()
+            });
         let service_account = get("RBM_SERVICE_ACCOUNT_KEY")
             .map(|json| ServiceAccountKey::parse(&json).map(Rc::new).map_err(|e| e.describe().to_string()));
         Config {
@@ -171,9 +189,9 @@ impl Config {
             twilio,
             fallback_revoke_window_ms: revoke_window_secs * 1000,
             service_account,
-            api_base: get("RBM_API_BASE")
-                .map(|s| s.trim().trim_end_matches('/').to_string())
-                .unwrap_or_else(|| DEFAULT_API_BASE.to_string()),
+            api_base: base("RBM_API_BASE", DEFAULT_API_BASE.to_string()),
+            region_bases,
+            agent_regions,
             timeout_ms,
             allowed_origins: list(get("ALLOWED_ORIGINS")),
             forward_url: get("FORWARD_URL").map(|s| s.trim().to_string()),
@@ -244,6 +262,20 @@ impl Config {
     /// The service account the RBM API is called as (`RBM_SERVICE_ACCOUNT_KEY`).
     pub fn service_account(&self) -> Result<Rc<ServiceAccountKey>, ApiError> {
         parsed(&self.service_account, "RBM_SERVICE_ACCOUNT_KEY").cloned()
+    }
+
+    /// The RBM host for `agent`'s calls: its region's (`RBM_AGENT_REGIONS`), else
+    /// `RBM_API_BASE`.
+    pub fn api_base_for(&self, agent: &str) -> &str {
+        match self.agent_regions.iter().find(|(a, _)| a == agent) {
+            Some((_, region)) => self.region_base(*region),
+            None => &self.api_base,
+        }
+    }
+
+    /// A region's RBM host (`RBM_API_BASE_US`, `_EUROPE`, `_ASIA`).
+    pub fn region_base(&self, region: Region) -> &str {
+        &self.region_bases[region as usize]
     }
 
     /// What the pipeline's decisions depend on.

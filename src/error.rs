@@ -28,6 +28,10 @@ pub enum ApiError {
     /// The request conflicts with the resource's state (a dead letter that cannot be replayed).
     Conflict(String),
     PayloadTooLarge(usize),
+    /// 411: a streamed upload must say its size.
+    LengthRequired,
+    /// 415: a body of a type the route does not take.
+    UnsupportedMediaType(String),
     // 429
     RateLimited {
         message: String,
@@ -57,7 +61,9 @@ impl ApiError {
             NotFound(_) => 404,
             MethodNotAllowed => 405,
             Conflict(_) => 409,
+            LengthRequired => 411,
             PayloadTooLarge(_) => 413,
+            UnsupportedMediaType(_) => 415,
             RateLimited { .. } => 429,
             ConfigMissing(_) | ConfigInvalid(..) | Internal(_) => 500,
             Upstream(_) | UpstreamInvalid(_) => 502,
@@ -83,7 +89,9 @@ impl ApiError {
             NotFound(_) => "NOT_FOUND",
             MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Conflict(_) => "CONFLICT",
+            LengthRequired => "LENGTH_REQUIRED",
             PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
+            UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
             RateLimited { .. } => "RATE_LIMITED",
             ConfigMissing(_) => "CONFIG_MISSING",
             ConfigInvalid(..) => "CONFIG_INVALID",
@@ -106,9 +114,13 @@ impl ApiError {
                 "The message id must be 1 to {} characters of A-Z a-z 0-9 . _ ~ = + -.",
                 crate::core::ids::MAX_MESSAGE_ID_LEN
             ),
-            InvalidRequest(m) | Validation(m) | Forbidden(m) | NotFound(m) | Conflict(m) | Internal(m) => {
-                m.clone()
-            }
+            InvalidRequest(m)
+            | Validation(m)
+            | Forbidden(m)
+            | NotFound(m)
+            | Conflict(m)
+            | Internal(m)
+            | UnsupportedMediaType(m) => m.clone(),
             BudgetExhausted(max) => {
                 format!("The token's send budget of {max} is used up; mint a new token to send more.")
             }
@@ -118,6 +130,7 @@ impl ApiError {
             HandshakeRejected => "The clientToken does not match any configured RBM_CLIENT_TOKEN.".into(),
             MethodNotAllowed => "This method is not allowed on this path.".into(),
             PayloadTooLarge(max) => format!("The body is larger than {max} bytes."),
+            LengthRequired => "Send the file with a Content-Length header.".into(),
             RateLimited { message, .. } => message.clone(),
             ConfigMissing(name) => {
                 format!("The Worker is missing the setting {name}; see README, Configuration.")

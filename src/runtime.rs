@@ -29,11 +29,21 @@ pub fn request(
     headers: &worker::Headers,
     body: Option<&str>,
 ) -> Result<Request, String> {
+    request_js(method, url, headers, body.map(wasm_bindgen::JsValue::from_str).as_ref())
+}
+
+/// `request` with any body fetch takes (a `ReadableStream` is sent as it is read).
+pub fn request_js(
+    method: &str,
+    url: &str,
+    headers: &worker::Headers,
+    body: Option<&wasm_bindgen::JsValue>,
+) -> Result<Request, String> {
     let init = web_sys::RequestInit::new();
     init.set_method(method);
     init.set_headers(&headers.0);
     if let Some(b) = body {
-        init.set_body(&wasm_bindgen::JsValue::from_str(b));
+        init.set_body(b);
     }
     init.set_redirect(web_sys::RequestRedirect::Manual);
     web_sys::Request::new_with_str_and_init(url, &init)

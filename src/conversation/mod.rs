@@ -456,13 +456,16 @@ impl Conversation {
         now: i64,
     ) -> Result<(), ApiError> {
         let path = format!("{}/agentMessages/{id}?agentId={agent}", phone_path(phone));
-        let status = match rbm::call(cfg, now as u64, worker::Method::Delete, &path, None).await {
-            Ok(answer) => Some(answer.status),
-            Err(e) => {
-                log::warn("deadline revoke failed", json!({"messageId": id, "error": e.message()}));
-                None
-            }
-        };
+        let status =
+            match rbm::call(cfg, now as u64, cfg.api_base_for(agent), worker::Method::Delete, &path, None)
+                .await
+            {
+                Ok(answer) => Some(answer.status),
+                Err(e) => {
+                    log::warn("deadline revoke failed", json!({"messageId": id, "error": e.message()}));
+                    None
+                }
+            };
         let at = format_rfc3339_millis(now as u64);
         match after_revoke(
             status,

@@ -25,6 +25,9 @@ pub enum RbmEvent {
     UserMessage(UserMessage),
     UserEvent(UserEvent),
     ServerEvent(ServerEvent),
+    /// A partner event: the agent's launch state changed in a region (RBM reference,
+    /// AgentLaunchEvent). No phone number; kept raw, forwarded as `agentLaunch`.
+    AgentLaunch(AgentLaunch),
     /// A JSON object of no kind we know (a future RBM event): kept raw, acknowledged.
     Unknown,
 }
@@ -114,6 +117,15 @@ pub struct ServerEvent {
     pub event_type: ServerEventType,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentLaunch {
+    pub agent_id: Option<String>,
+    pub event_id: Option<String>,
+    pub send_time: Option<String>,
+    /// `LAUNCH_STATE_LAUNCHED`, `LAUNCH_STATE_SUSPENDED`, …, as RBM sent it.
+    pub new_launch_state: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum ServerEventType {
     /// The message expired undelivered and was revoked.
@@ -148,6 +160,9 @@ struct Wire {
     suggestion_response: Option<serde_json::Value>,
     location: Option<serde_json::Value>,
     user_file: Option<serde_json::Value>,
+    // AgentLaunchEvent: flat, or wrapped in a PartnerEvent's `agentLaunchEvent`.
+    new_launch_state: Option<String>,
+    agent_launch_event: Option<serde_json::Value>,
 }
 
 // Content objects are read field by field: a field of an unexpected type (say a size sent as
@@ -256,6 +271,20 @@ impl RbmEvent {
             UserContent::Location(location(&l))
         } else if let Some(f) = w.user_file {
             UserContent::UserFile(user_file(&f))
+        } else if let Some(l) = w.agent_launch_event.filter(serde_json::Value::is_object) {
+            return RbmEvent::AgentLaunch(AgentLaunch {
+                agent_id: str_field(&l, "agentId").or(w.agent_id),
+                event_id: str_field(&l, "eventId").or(w.event_id),
+                send_time: str_field(&l, "sendTime").or(w.send_time),
+                new_launch_state: str_field(&l, "newLaunchState"),
+            });
+        } else if w.new_launch_state.is_some() {
+            return RbmEvent::AgentLaunch(AgentLaunch {
+                agent_id: w.agent_id,
+                event_id: w.event_id,
+                send_time: w.send_time,
+                new_launch_state: w.new_launch_state,
+            });
         } else {
             return RbmEvent::Unknown;
         };
@@ -292,6 +321,7 @@ impl RbmEvent {
                 ServerEventType::TtlExpirationRevokeFailed => "TTL_EXPIRATION_REVOKE_FAILED",
                 ServerEventType::Other(s) => s,
             },
+            RbmEvent::AgentLaunch(_) => "agentLaunch",
             RbmEvent::Unknown => "unknown",
         }
     }
@@ -301,6 +331,7 @@ impl RbmEvent {
             RbmEvent::UserMessage(m) => m.agent_id.as_deref(),
             RbmEvent::UserEvent(e) => e.agent_id.as_deref(),
             RbmEvent::ServerEvent(e) => e.agent_id.as_deref(),
+            RbmEvent::AgentLaunch(e) => e.agent_id.as_deref(),
             RbmEvent::Unknown => None,
         }
     }
@@ -311,7 +342,7 @@ impl RbmEvent {
             RbmEvent::UserMessage(m) => m.sender_phone_number.as_deref(),
             RbmEvent::UserEvent(e) => e.sender_phone_number.as_deref(),
             RbmEvent::ServerEvent(e) => e.phone_number.as_deref(),
-            RbmEvent::Unknown => None,
+            RbmEvent::AgentLaunch(_) | RbmEvent::Unknown => None,
         }
     }
 
@@ -321,7 +352,7 @@ impl RbmEvent {
             RbmEvent::UserMessage(m) => m.message_id.as_deref(),
             RbmEvent::UserEvent(e) => e.message_id.as_deref(),
             RbmEvent::ServerEvent(e) => e.message_id.as_deref(),
-            RbmEvent::Unknown => None,
+            RbmEvent::AgentLaunch(_) | RbmEvent::Unknown => None,
         }
     }
 
@@ -329,6 +360,7 @@ impl RbmEvent {
         match self {
             RbmEvent::UserEvent(e) => e.event_id.as_deref(),
             RbmEvent::ServerEvent(e) => e.event_id.as_deref(),
+            RbmEvent::AgentLaunch(e) => e.event_id.as_deref(),
             RbmEvent::UserMessage(_) | RbmEvent::Unknown => None,
         }
     }
@@ -338,6 +370,7 @@ impl RbmEvent {
             RbmEvent::UserMessage(m) => m.send_time.as_deref(),
             RbmEvent::UserEvent(e) => e.send_time.as_deref(),
             RbmEvent::ServerEvent(e) => e.send_time.as_deref(),
+            RbmEvent::AgentLaunch(e) => e.send_time.as_deref(),
             RbmEvent::Unknown => None,
         }
     }
@@ -404,6 +437,22 @@ mod tests {
         }
         let d = decode(r#"{"senderPhoneNumber":"+1","eventType":"IS_TYPING","eventId":"E"}"#);
         assert_eq!(d.event.message_id(), None, "IS_TYPING has no messageId");
+    }
+
+    #[test]
+    fn agent_launch_events_flat_or_wrapped() {
+        let flat = r#"{"eventId":"E1","agentId":"brand_agent","botDisplayName":"Bot","brandId":"b","regionId":"/v1/regions/fi-rcs","oldLaunchState":"LAUNCH_STATE_PENDING","newLaunchState":"LAUNCH_STATE_LAUNCHED","actingParty":"carrier","sendTime":"2026-07-01T10:00:00Z"}"#;
+        let wrapped = format!(r#"{{"agentLaunchEvent":{flat}}}"#);
+        for json in [flat, wrapped.as_str()] {
+            let d = decode(json);
+            let RbmEvent::AgentLaunch(l) = &d.event else { panic!("{json}") };
+            assert_eq!(d.event.kind(), "agentLaunch");
+            assert_eq!(d.event.agent_id(), Some("brand_agent"));
+            assert_eq!(d.event.event_id(), Some("E1"));
+            assert_eq!(d.event.phone_number(), None);
+            assert_eq!(l.new_launch_state.as_deref(), Some("LAUNCH_STATE_LAUNCHED"));
+            assert_eq!(d.raw, json, "kept verbatim");
+        }
     }
 
     #[test]

@@ -32,6 +32,18 @@ pub struct Receipt {
     pub pubsub_message_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish_time: Option<String>,
+    /// Google's `X-Goog-Webhook-Type` header, as sent (see [`webhook_type`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_type: Option<String>,
+}
+
+/// The `X-Goog-Webhook-Type` header worth keeping: 1 to 64 visible ASCII characters. Google
+/// sends it with every webhook since July 2026; its values are not documented, so it is
+/// recorded (job, forwarded document, log) and decides nothing.
+pub fn webhook_type(header: Option<&str>) -> Option<String> {
+    let v = header?.trim();
+    let ok = (1..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic());
+    ok.then(|| v.to_string())
 }
 
 /// A status change to POST to a message's `statusCallback`.
@@ -92,6 +104,7 @@ impl Receipt {
             received_at: v.get("receivedAt")?.as_u64()?,
             pubsub_message_id: s("pubsubMessageId"),
             publish_time: s("publishTime"),
+            webhook_type: s("webhookType"),
         })
     }
 }
@@ -348,8 +361,22 @@ mod tests {
         Decoded::from_bytes(s.as_bytes().to_vec()).expect("decodes")
     }
 
+    #[test]
+    fn webhook_type_header_is_kept_when_sane() {
+        assert_eq!(webhook_type(Some(" USER_EVENT ")), Some("USER_EVENT".into()));
+        assert_eq!(webhook_type(Some("")), None);
+        assert_eq!(webhook_type(Some("a b")), None);
+        assert_eq!(webhook_type(Some(&"x".repeat(65))), None);
+        assert_eq!(webhook_type(None), None);
+    }
+
     fn receipt() -> Receipt {
-        Receipt { received_at: 1_767_225_600_000, pubsub_message_id: Some("p1".into()), publish_time: None }
+        Receipt {
+            received_at: 1_767_225_600_000,
+            pubsub_message_id: Some("p1".into()),
+            publish_time: None,
+            webhook_type: Some("USER_EVENT".into()),
+        }
     }
 
     fn cfg(forward: Option<&ForwardKinds>, mode: Mode) -> PipelineConfig<'_> {

@@ -13,8 +13,8 @@ pub enum Target {
     Forward,
 }
 
-/// Default `FORWARD_KINDS`: everything but IS_TYPING (chatty, opt-in).
-pub const DEFAULT_FORWARD_KINDS: &str = "text,suggestionResponse,location,userFile,SUBSCRIBE,UNSUBSCRIBE,DELIVERED,READ,TTL_EXPIRATION_REVOKED,TTL_EXPIRATION_REVOKE_FAILED";
+/// Default `FORWARD_KINDS`: everything but IS_TYPING (chatty, opt-in) and kinds we do not know.
+pub const DEFAULT_FORWARD_KINDS: &str = "text,suggestionResponse,location,userFile,SUBSCRIBE,UNSUBSCRIBE,DELIVERED,READ,TTL_EXPIRATION_REVOKED,TTL_EXPIRATION_REVOKE_FAILED,agentLaunch";
 
 /// The set of event kinds forwarded to the backend (names as `RbmEvent::kind`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +51,7 @@ pub fn status_record(event: &RbmEvent) -> Option<RecordType> {
             ServerEventType::TtlExpirationRevokeFailed => Some(RecordType::TtlExpirationRevokeFailed),
             ServerEventType::Other(_) => None,
         },
-        RbmEvent::UserMessage(_) | RbmEvent::Unknown => None,
+        RbmEvent::UserMessage(_) | RbmEvent::AgentLaunch(_) | RbmEvent::Unknown => None,
     }
 }
 

@@ -93,16 +93,19 @@ pub enum Scope {
     CapabilitiesRead,
     /// `dead-letters:manage`: list, replay and delete dead letters (a console page).
     DeadLettersManage,
+    /// `files:upload`: upload media for rich cards (`POST /v1/files`).
+    FilesUpload,
 }
 
 impl Scope {
     /// Every scope, in documentation order.
-    pub const ALL: [Scope; 5] = [
+    pub const ALL: [Scope; 6] = [
         Scope::MessagesSend,
         Scope::MessagesRead,
         Scope::EventsSend,
         Scope::CapabilitiesRead,
         Scope::DeadLettersManage,
+        Scope::FilesUpload,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -112,6 +115,7 @@ impl Scope {
             Scope::EventsSend => "events:send",
             Scope::CapabilitiesRead => "capabilities:read",
             Scope::DeadLettersManage => "dead-letters:manage",
+            Scope::FilesUpload => "files:upload",
         }
     }
 
@@ -487,7 +491,7 @@ pub fn claims_from_request(
         let scope = Scope::parse(name).ok_or_else(|| {
             err(
                 &format!("scopes[{i}]"),
-                "must be one of messages:send, messages:read, events:send, capabilities:read, dead-letters:manage",
+                "must be one of messages:send, messages:read, events:send, capabilities:read, dead-letters:manage, files:upload",
             )
         })?;
         if !scopes.contains(&scope) {

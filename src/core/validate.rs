@@ -419,13 +419,21 @@ fn check_content_info(info: &Obj, path: &str) -> Checked<()> {
         check_url(&at(path, "thumbnailUrl"), url)?;
     }
     opt(info, path, "forceRefresh", as_lenient_bool)?;
+    check_content_description(info, path)
+}
+
+/// `contentDescription` on `contentInfo` and `uploadedRbmFile` (AgentMessage reference, 2025):
+/// the text screen readers speak for the media. The reference gives no limit; RBM judges the
+/// length, we only check the type.
+fn check_content_description(file: &Obj, path: &str) -> Checked<()> {
+    opt(file, path, "contentDescription", as_str)?;
     Ok(())
 }
 
 fn check_uploaded_file(file: &Obj, path: &str) -> Checked<()> {
     check_chars(&at(path, "fileName"), req(file, path, "fileName", as_str)?, 1, usize::MAX)?;
     opt(file, path, "thumbnailName", as_str)?;
-    Ok(())
+    check_content_description(file, path)
 }
 
 /// `contentInfo` or `uploadedRbmFile`, named by `kind`, at `path`.
@@ -1249,6 +1257,17 @@ mod tests {
         ok(standalone(json!({"title": "T"})));
         ok(standalone(json!({"description": "D"})));
         ok(standalone(json!({"media": {"uploadedRbmFile": {"fileName": "files/a"}}})));
+        ok(standalone(
+            json!({"media": {"uploadedRbmFile": {"fileName": "files/a", "contentDescription": "A red bike"}}}),
+        ));
+        ok(standalone(
+            json!({"media": {"contentInfo": {"fileUrl": "https://e.com/a.png", "contentDescription": "A red bike"}}}),
+        ));
+        assert!(err(
+            json!({"contentMessage": {"uploadedRbmFile": {"fileName": "files/a", "contentDescription": 7}}})
+        )
+        .path
+        .ends_with("uploadedRbmFile.contentDescription"));
     }
 
     #[test]

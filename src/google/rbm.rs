@@ -2,13 +2,15 @@
 //! (status + JSON body) is returned as is; only transport failures become our errors.
 
 use serde_json::Value;
+use wasm_bindgen::JsValue;
 use worker::{Headers, Method};
 
 use super::oauth;
 use crate::config::Config;
+use crate::core::outbound::url_origin;
 use crate::core::upstream::relayable;
 use crate::error::ApiError;
-use crate::runtime::{fetch_with_timeout, request, FetchError};
+use crate::runtime::{fetch_with_timeout, request_js, FetchError};
 
 /// RBM's answer: its HTTP status and its body (JSON, or the text when it is not JSON).
 pub struct RbmAnswer {
@@ -39,48 +41,73 @@ pub fn phone_path(phone: &str) -> String {
     format!("/v1/phones/{}", phone.replace('+', "%2B"))
 }
 
-/// Calls RBM. A 401 (token revoked or expired early) refreshes the token and retries once.
+/// Calls RBM at `base` (`Config::api_base_for` the agent, or a region's host). A 401 (token
+/// revoked or expired early) refreshes the token and retries once.
 pub async fn call(
     cfg: &Config,
     now_ms: u64,
+    base: &str,
     method: Method,
     path_and_query: &str,
     body: Option<&str>,
 ) -> Result<RbmAnswer, ApiError> {
+    let url = format!("{base}{path_and_query}");
+    let body = body.map(JsValue::from_str);
+    let json = body.as_ref().map(|b| (b, "application/json; charset=utf-8"));
     let mut token = oauth::access_token(cfg, now_ms).await?;
-    let mut answer = send(cfg, &token, method.clone(), path_and_query, body).await?;
+    let mut answer = send(&token, method.as_ref(), &url, json, cfg.timeout_ms).await?;
     if answer.status == 401 {
         oauth::invalidate(&token);
         token = oauth::access_token(cfg, now_ms).await?;
-        answer = send(cfg, &token, method, path_and_query, body).await?;
+        answer = send(&token, method.as_ref(), &url, json, cfg.timeout_ms).await?;
+    }
+    Ok(answer)
+}
+
+/// A media upload can take minutes (100 MiB from a slow client); `RBM_TIMEOUT_MS` is sized
+/// for JSON calls.
+const UPLOAD_TIMEOUT_MS: u64 = 300_000;
+
+/// POSTs `stream` (the caller's body, read as it is sent) to RBM's media upload URI. Not
+/// retried on a 401: the stream is spent, so the caller gets RBM's answer and may resend.
+pub async fn upload(
+    cfg: &Config,
+    now_ms: u64,
+    base: &str,
+    path_and_query: &str,
+    content_type: &str,
+    stream: &JsValue,
+) -> Result<RbmAnswer, ApiError> {
+    let token = oauth::access_token(cfg, now_ms).await?;
+    let url = format!("{base}{path_and_query}");
+    let answer = send(&token, "POST", &url, Some((stream, content_type)), UPLOAD_TIMEOUT_MS).await?;
+    if answer.status == 401 {
+        oauth::invalidate(&token);
     }
     Ok(answer)
 }
 
 async fn send(
-    cfg: &Config,
     token: &str,
-    method: Method,
-    path_and_query: &str,
-    body: Option<&str>,
+    method: &str,
+    url: &str,
+    body: Option<(&JsValue, &str)>,
+    timeout_ms: u64,
 ) -> Result<RbmAnswer, ApiError> {
     let headers = Headers::new();
     let _ = headers.set("authorization", &format!("Bearer {token}"));
     let _ = headers.set("accept", "application/json");
-    if body.is_some() {
-        let _ = headers.set("content-type", "application/json; charset=utf-8");
+    if let Some((_, content_type)) = body {
+        let _ = headers.set("content-type", content_type);
     }
     // A redirect is answered as such (502 UPSTREAM_INVALID), never followed with our token.
-    let url = format!("{}{}", cfg.api_base, path_and_query);
-    let req = request(method.as_ref(), &url, &headers, body)
-        .map_err(|_| ApiError::ConfigInvalid("RBM_API_BASE", "it does not make a valid URL".into()))?;
-    let mut resp = match fetch_with_timeout(req, cfg.timeout_ms).await {
+    let req = request_js(method, url, &headers, body.map(|(b, _)| b)).map_err(|_| {
+        ApiError::ConfigInvalid("RBM_API_BASE", format!("{} does not make a valid URL", url_origin(url)))
+    })?;
+    let mut resp = match fetch_with_timeout(req, timeout_ms).await {
         Ok(r) => r,
         Err(FetchError::Timeout) => {
-            return Err(ApiError::UpstreamTimeout(format!(
-                "RBM did not answer within {} ms (RBM_TIMEOUT_MS).",
-                cfg.timeout_ms
-            )))
+            return Err(ApiError::UpstreamTimeout(format!("RBM did not answer within {timeout_ms} ms.")))
         }
         Err(FetchError::Network(why)) => {
             return Err(ApiError::Upstream(format!("RBM could not be reached: {why}.")))

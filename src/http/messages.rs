@@ -99,7 +99,15 @@ pub async fn send(mut req: Request, caller: &Caller, cx: &Cx) -> Result<Response
         conversation::op(&cx.env, &object, &op).await?;
     }
     let path = format!("{}/agentMessages?messageId={message_id}&agentId={agent}", phone_path(&phone));
-    let answer = rbm::call(&cx.cfg, cx.now_ms, Method::Post, &path, Some(&send.relayed_json)).await?;
+    let answer = rbm::call(
+        &cx.cfg,
+        cx.now_ms,
+        cx.cfg.api_base_for(&agent),
+        Method::Post,
+        &path,
+        Some(&send.relayed_json),
+    )
+    .await?;
 
     // 2xx (and 409: RBM already has this id) → SENT; other 4xx → SEND_FAILED (RBM said no).
     // 5xx says nothing final: not recorded.
@@ -196,7 +204,8 @@ pub async fn revoke(req: &Request, message_id: &str, caller: &Caller, cx: &Cx) -
     let agent =
         agent_for(query_param(req, "agentId").or_else(|| stored.and_then(|v| v.agent_id)), caller, cx)?;
     let path = format!("{}/agentMessages/{message_id}?agentId={agent}", phone_path(&phone));
-    let answer = rbm::call(&cx.cfg, cx.now_ms, Method::Delete, &path, None).await?;
+    let answer =
+        rbm::call(&cx.cfg, cx.now_ms, cx.cfg.api_base_for(&agent), Method::Delete, &path, None).await?;
     if answer.is_success() {
         // A late DELIVERED still wins over this (precedence), as Google warns it can.
         let meta = api_meta(cx, &phone, &agent, None);

@@ -4,8 +4,10 @@ pub mod auth;
 pub mod conversations;
 pub mod cors;
 pub mod dead_letters;
+pub mod files;
 pub mod messages;
 pub mod phones;
+pub mod reachability;
 pub mod tokens;
 pub mod webhook;
 
@@ -121,6 +123,16 @@ async fn route(req: Request, path: &str, cx: &Cx) -> Result<Response, ApiError> 
             allow(&method, &[Method::Delete])?;
             let caller = authorize(&req, cx).await?;
             conversations::erase(&req, &phones::phone_from_segment(phone)?, &caller, cx).await
+        }
+        ["v1", "reachability"] => {
+            allow(&method, &[Method::Post])?;
+            let caller = authorize(&req, cx).await?;
+            reachability::check(req, &caller, cx).await
+        }
+        ["v1", "files"] => {
+            allow(&method, &[Method::Post])?;
+            let caller = authorize(&req, cx).await?;
+            files::create(req, &caller, cx).await
         }
         ["v1", "tokens"] => {
             allow(&method, &[Method::Post])?;

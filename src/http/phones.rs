@@ -34,7 +34,15 @@ pub async fn event(mut req: Request, phone: &str, agent: &str, cx: &Cx) -> Resul
     };
     let event_id = random_uuid().map_err(ApiError::Internal)?;
     let path = format!("{}/agentEvents?eventId={event_id}&agentId={agent}", phone_path(phone));
-    let answer = rbm::call(&cx.cfg, cx.now_ms, Method::Post, &path, Some(&relayed.to_string())).await?;
+    let answer = rbm::call(
+        &cx.cfg,
+        cx.now_ms,
+        cx.cfg.api_base_for(agent),
+        Method::Post,
+        &path,
+        Some(&relayed.to_string()),
+    )
+    .await?;
     let out = json!({"eventId": event_id, "phoneNumber": phone, "agentId": agent, "rbm": answer.body});
     Ok(answer.respond(&out))
 }
@@ -43,7 +51,7 @@ pub async fn event(mut req: Request, phone: &str, agent: &str, cx: &Cx) -> Resul
 pub async fn capabilities(phone: &str, agent: &str, cx: &Cx) -> Result<Response, ApiError> {
     let request_id = random_uuid().map_err(ApiError::Internal)?;
     let path = format!("{}/capabilities?requestId={request_id}&agentId={agent}", phone_path(phone));
-    let answer = rbm::call(&cx.cfg, cx.now_ms, Method::Get, &path, None).await?;
+    let answer = rbm::call(&cx.cfg, cx.now_ms, cx.cfg.api_base_for(agent), Method::Get, &path, None).await?;
     let mut out = json!({"phoneNumber": phone, "agentId": agent, "rbm": answer.body});
     if answer.is_success() {
         out["rcsReachable"] = true.into();

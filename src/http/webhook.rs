@@ -11,7 +11,7 @@ use super::Cx;
 use crate::core::ct::ct_eq_any;
 use crate::core::envelope::{parse_webhook_body, EnvelopeError, WebhookBody, MAX_WEBHOOK_BODY};
 use crate::core::event::Decoded;
-use crate::core::pipeline::Receipt;
+use crate::core::pipeline::{webhook_type, Receipt};
 use crate::core::redact::redact_event;
 use crate::core::signature::{verify, SignatureError};
 use crate::error::{json_response, text_response, ApiError};
@@ -51,6 +51,7 @@ pub async fn handle(mut req: Request, cx: &Cx) -> Result<Response, ApiError> {
         received_at: cx.now_ms,
         pubsub_message_id: envelope.pubsub_message_id,
         publish_time: envelope.publish_time,
+        webhook_type: webhook_type(req.headers().get("x-goog-webhook-type").ok().flatten().as_deref()),
     };
     let decoded = match Decoded::from_bytes(envelope.data) {
         Ok(d) => d,
@@ -72,6 +73,7 @@ pub async fn handle(mut req: Request, cx: &Cx) -> Result<Response, ApiError> {
         "messageId": decoded.event.message_id(),
         "eventId": decoded.event.event_id(),
         "phone": log::mask_phone(decoded.event.phone_number()),
+        "webhookType": receipt.webhook_type,
     });
     if kind == "unknown" {
         // Unknown kinds are logged (redacted) so they can be noticed and supported.

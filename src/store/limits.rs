@@ -17,6 +17,8 @@ use crate::error::ApiError;
 
 pub const SEND_RATE_LIMITER: &str = "SEND_RATE_LIMITER";
 pub const TOKEN_RATE_LIMITER: &str = "TOKEN_RATE_LIMITER";
+/// Google's 600 `users.batchGet` queries a minute, shared by every request of the deployment.
+pub const RBM_QUERY_LIMITER: &str = "RBM_QUERY_LIMITER";
 /// The Rate Limiting binding's period is 10 or 60 s; wrangler.toml sets 60.
 const RATE_PERIOD_SECS: u64 = 60;
 
@@ -32,7 +34,7 @@ async fn take(env: &Env, limiter: &str, keys: &[String], what: &str) -> Result<(
             .map_err(|e| ApiError::StorageUnavailable(format!("The rate limiter failed: {e}.")))?;
         if !outcome.success {
             return Err(ApiError::RateLimited {
-                message: format!("Too many {what} with this token; slow down."),
+                message: format!("Too many {what}; slow down."),
                 retry_after_secs: RATE_PERIOD_SECS,
             });
         }
@@ -40,9 +42,16 @@ async fn take(env: &Env, limiter: &str, keys: &[String], what: &str) -> Result<(
     Ok(())
 }
 
+/// Takes `calls` of Google's per-minute `users.batchGet` quota, before any is made: a request
+/// is answered whole or refused whole (429), never cut short by the quota halfway.
+pub async fn take_rbm_queries(env: &Env, calls: usize) -> Result<(), ApiError> {
+    let keys = vec!["users.batchGet".to_string(); calls];
+    take(env, RBM_QUERY_LIMITER, &keys, "users.batchGet queries this minute (Google allows 600)").await
+}
+
 /// Counts one request made with a token.
 pub async fn take_request(env: &Env, claims: &Claims) -> Result<(), ApiError> {
-    take(env, TOKEN_RATE_LIMITER, &[format!("tok:{}", claims.jti)], "requests").await
+    take(env, TOKEN_RATE_LIMITER, &[format!("tok:{}", claims.jti)], "requests with this token").await
 }
 
 /// Checks and consumes one send for a token caller: 429 with Retry-After when rate limited,
@@ -58,7 +67,7 @@ pub async fn take_send(
     if let Some(ip) = client_ip {
         keys.push(format!("ip:{ip}"));
     }
-    take(env, SEND_RATE_LIMITER, &keys, "sends").await?;
+    take(env, SEND_RATE_LIMITER, &keys, "sends with this token").await?;
     let Some(max) = claims.max_sends else {
         return Ok(());
     };
