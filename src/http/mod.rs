@@ -179,16 +179,25 @@ async fn authorize(req: &Request, cx: &Cx) -> Result<Caller, ApiError> {
     Ok(caller)
 }
 
-/// Reads a request body of at most `max` bytes: 413 beyond, announced or not. The body is
-/// streamed and counted, so a chunked upload with no Content-Length never makes the isolate
-/// hold more than `max` (+ one chunk). The rest of an oversized body is read and discarded
+/// Reads a request body of at most `max` bytes: 413 beyond, announced or not. A body without
+/// Content-Length is streamed and counted, so a chunked upload never makes the isolate hold
+/// more than `max` (+ one chunk). The rest of an oversized body is read and discarded
 /// rather than abandoned: dropping a half-read request stream in workerd takes the isolate
 /// down with it ("worker restarted mid-request" for the next request).
 pub async fn read_body(req: &mut Request, max: usize) -> Result<Vec<u8>, ApiError> {
     let announced =
         req.headers().get("content-length").ok().flatten().and_then(|v| v.trim().parse::<usize>().ok());
-    if announced.is_some_and(|n| n > max) {
-        return Err(ApiError::PayloadTooLarge(max));
+    match announced {
+        Some(n) if n > max => return Err(ApiError::PayloadTooLarge(max)),
+        // A declared length is enforced by the runtime: one `arrayBuffer()` (one crossing into
+        // JS) instead of a stream read chunk by chunk.
+        Some(_) => {
+            return req
+                .bytes()
+                .await
+                .map_err(|_| ApiError::InvalidRequest("The body could not be read.".into()))
+        }
+        None => {}
     }
     let Ok(mut stream) = req.stream() else {
         return Ok(Vec::new()); // no body at all
