@@ -148,7 +148,11 @@ if (useSim) {
   }
   if (!key) say(`no RBM_SERVICE_ACCOUNT_KEY in ${path.relative(REPO, devVarsPath)}: using a key generated for this run (make setup writes one)`);
   envFile = path.join(tmp, 'worker.env');
-  const workerVars = { ...vars, RBM_API_BASE: sim.url, RBM_SERVICE_ACCOUNT_KEY: withTokenUri(sim.serviceAccountKey, sim.tokenUri) };
+  // The simulator answers for every region too (reachability goes to regional hosts).
+  const workerVars = {
+    ...vars, RBM_API_BASE: sim.url, RBM_API_BASE_US: sim.url, RBM_API_BASE_EUROPE: sim.url, RBM_API_BASE_ASIA: sim.url,
+    RBM_SERVICE_ACCOUNT_KEY: withTokenUri(sim.serviceAccountKey, sim.tokenUri),
+  };
   fs.writeFileSync(envFile, renderDotenv(workerVars), { mode: 0o600 });
 } else {
   say(`RBM_API_BASE is ${apiBase}: not starting the RBM simulator`);

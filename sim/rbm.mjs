@@ -16,6 +16,7 @@ export const GOOGLE_ERRORS = {
   403: ['PERMISSION_DENIED', 'The caller does not have permission'],
   404: ['NOT_FOUND', 'Requested entity was not found.'],
   409: ['ALREADY_EXISTS', 'Requested entity already exists'],
+  413: ['INVALID_ARGUMENT', 'Request payload size exceeds the limit: 104857600 bytes.'],
   429: ['RESOURCE_EXHAUSTED', 'Quota exceeded for quota metric \'Requests\' and limit \'Requests per minute\'.'],
   500: ['INTERNAL', 'Internal error encountered.'],
   503: ['UNAVAILABLE', 'The service is currently unavailable.'],
@@ -51,6 +52,88 @@ export const NUMBERS = {
 
 /** Numbers RBM would list in users:batchGet (everything that gets a normal answer). */
 export const isReachable = (phone) => !(NUMBERS[phone]?.answer || NUMBERS[phone]?.reset);
+
+// ------------------------------------------------------------------ regions, users.batchGet, files
+
+/** RBM's regional hosts: `https://{region}-rcsbusinessmessaging.googleapis.com`. */
+export const REGIONS = ['us', 'europe', 'asia'];
+
+/** Calling-code prefixes of Asia Pacific in zone 9 (South and Central Asia). */
+const ASIA_IN_ZONE_9 = ['91', '92', '93', '94', '95', '960', '975', '976', '977', '992', '993', '996', '998'];
+
+/**
+ * The RBM region of an E.164 number, by country calling code (the Worker uses the same table;
+ * Google: Latin America uses North America, Africa uses Europe):
+ *   'us'     codes starting 1 (NANP) or 5 (Latin America), and 297 (Aruba)
+ *   'asia'   codes starting 6 or 8, and 91-95, 960, 975, 976, 977, 992, 993, 996, 998
+ *   'europe' everything else (2x Africa, 3x, 4x, 7, 90, 96x/97x Middle East, 98, 994, 995, ...)
+ * null when `e164` is not an E.164 number.
+ */
+export function regionOf(e164) {
+  if (typeof e164 !== 'string' || !E164_RE.test(e164)) return null;
+  const d = e164.slice(1);
+  if (d.startsWith('297') || d[0] === '1' || d[0] === '5') return 'us';
+  if (d[0] === '6' || d[0] === '8') return 'asia';
+  if (ASIA_IN_ZONE_9.some((p) => d.startsWith(p))) return 'asia';
+  return 'europe';
+}
+
+/**
+ * users.batchGet reachability of the regional fake (startRbmServer({regions:true})): a number
+ * is reachable when its LAST DIGIT IS EVEN and it is not one of the scripted error/reset numbers
+ * of NUMBERS (+15550000400/403/404/429/500/503/666). Deterministic, so tests can compute the
+ * expected answer. (The single-host fake and the simulator keep `isReachable`: every number
+ * but the scripted error ones, so the simulator's friendly numbers stay reachable.)
+ */
+export const isBatchReachable = (phone) => isReachable(phone) && /[02468]$/.test(phone);
+
+/** The carrier of a reachable +1 number in reachableUsersMap: by its second-to-last digit mod 3. */
+export const US_CARRIERS = ['att', 'tmobile', 'verizon'];
+export const usCarrierOf = (phone) => US_CARRIERS[Number(phone.at(-2)) % 3];
+
+/**
+ * The users.batchGet answer for one request's numbers (Google's BatchGetUsersResponse):
+ *   reachableUsers                  the reachable numbers, request order, duplicates once
+ *   totalRandomSampleUserCount      0 when fewer than 500 numbers were asked; else the size of a
+ *                                   deterministic ~75% "random" sample: the numbers at request
+ *                                   index i with i % 4 !== 3 (duplicates counted as asked)
+ *   reachableRandomSampleUserCount  how many of that sample are reachable
+ *   reachableUsersMap               only when usMap (the us host): carrier id -> {"reachableUsers":[…]}
+ *                                   for the reachable numbers starting +1 (Google: US numbers
+ *                                   only); carrier ids 'att' | 'tmobile' | 'verizon' by usCarrierOf;
+ *                                   present (possibly {}) on every us-host answer
+ * reachable: the rule (isBatchReachable on regional fakes, isReachable otherwise).
+ */
+export function batchGetAnswer(users, { reachable = isBatchReachable, usMap = false } = {}) {
+  const reachableUsers = [...new Set(users.filter(reachable))];
+  let total = 0;
+  let reachableSample = 0;
+  if (users.length >= 500) {
+    const sample = users.filter((_, i) => i % 4 !== 3);
+    total = sample.length;
+    reachableSample = sample.filter(reachable).length;
+  }
+  const out = { reachableUsers, totalRandomSampleUserCount: total, reachableRandomSampleUserCount: reachableSample };
+  if (usMap) {
+    const map = {};
+    for (const u of reachableUsers) {
+      if (!u.startsWith('+1')) continue;
+      (map[usCarrierOf(u)] ??= { reachableUsers: [] }).reachableUsers.push(u);
+    }
+    out.reachableUsersMap = map;
+  }
+  return out;
+}
+
+/** Media types RBM accepts for files.create (images, video, audio, PDF). */
+export const RBM_MEDIA_TYPES = [
+  'image/jpeg', 'image/jpg', 'image/gif', 'image/png',
+  'video/h263', 'video/m4v', 'video/mp4', 'video/mpeg', 'video/mpeg4', 'video/webm',
+  'audio/aac', 'audio/mp3', 'audio/mpeg', 'audio/mpg', 'audio/mp4', 'audio/mp4-latm', 'audio/3gpp', 'audio/ogg',
+  'application/ogg', 'application/pdf',
+];
+/** Largest media upload RBM takes: 100 MiB. */
+export const MAX_UPLOAD_BYTES = 100 * 1024 * 1024;
 
 export const TRAFFIC_TYPES = new Set(['AUTHENTICATION', 'TRANSACTION', 'PROMOTION', 'SERVICEREQUEST', 'ACKNOWLEDGEMENT']);
 export const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

@@ -1,4 +1,4 @@
-// The RBM API on one loopback HTTP server: Google's OAuth token endpoint (service-account
+// The RBM API on loopback HTTP servers: Google's OAuth token endpoint (service-account
 // JWT-bearer grant, assertion verified) and the RBM REST calls. The local simulator
 // (sim/simulator.mjs) and the test fake (tests/fakes/google.mjs) are both this server with
 // different hooks and switches.
@@ -9,6 +9,33 @@
 //   POST   /v1/phones/{E164}/agentEvents?eventId=&agentId=       phones.agentEvents.create
 //   GET    /v1/phones/{E164}/capabilities?requestId=&agentId=    phones.getCapabilities
 //   POST   /v1/users:batchGet                                    users.batchGet
+//   POST   /v1/files                                             files.create (metadata URI: fileUrl)
+//   POST   /upload/v1/files?uploadType=media&agentId=            files.create (media upload URI: raw bytes)
+//
+// Hosts. By default one server (the global host, `url`). With opts.regions it also listens on
+// three more loopback ports standing for https://{us,europe,asia}-rcsbusinessmessaging.googleapis.com
+// (`regionUrls`); all four share one state (tokens, messages, recorded requests, stats), and
+// every record says which host it hit (`host`: 'global' | 'us' | 'europe' | 'asia').
+//
+// users.batchGet (Google's BatchGetUsersResponse; rules in sim/rbm.mjs batchGetAnswer):
+//   - regions mode: since May 2026 Google requires the regional host: on the GLOBAL host it
+//     answers 400 INVALID_ARGUMENT; on a regional host every number must be of that host's
+//     region (regionOf, sim/rbm.mjs), else 400 INVALID_ARGUMENT naming the first one that is not.
+//     Reachable = last digit even and not a scripted error/reset number (isBatchReachable).
+//     The us host adds reachableUsersMap (carrier id -> {"reachableUsers":[…]}, +1 numbers only).
+//   - single-host mode (the simulator): any number on the one host; reachable = every number but
+//     the scripted error/reset ones (isReachable); no reachableUsersMap.
+//   - both: 400 without agentId, with users not a non-empty list of E.164 strings;
+//     totalRandomSampleUserCount 0 under 500 numbers, else ~75% (index % 4 !== 3);
+//     429 RESOURCE_EXHAUSTED once batchGetQpm (default 600, Google's quota) calls were answered
+//     within the last 60 s (all hosts together); failNextBatchGets(n, code) scripts errors.
+//   - every call is kept in `batchGets` (host, count, users, time, in-flight, status, answer or error body).
+// files.create (answer: Google's File resource, {"name":"files/<id>"}; every call kept in `files`):
+//   - JSON {"fileUrl","thumbnailUrl"?,"contentDescription"?,"agentId"}: fileUrl and agentId
+//     required, URLs http(s), unknown fields refused (400 INVALID_ARGUMENT, as Google does);
+//   - media upload: Content-Type one of RBM's media types (RBM_MEDIA_TYPES) else 400, agentId
+//     and uploadType=media required, non-empty; above 100 MiB (declared Content-Length or bytes
+//     received) 413 in Google's error shape. The body is streamed and hashed, never kept.
 //
 // Node 20 standard library only.
 
@@ -17,7 +44,10 @@ import crypto from 'node:crypto';
 import {
   RBM_SCOPE, JWT_BEARER, FEATURES, NUMBERS, UUID_RE, E164_RE, isObj, isReachable,
   googleError, rfc3339, validateAgentMessage, makeServiceAccountKey, assertionError,
+  REGIONS, regionOf, isBatchReachable, batchGetAnswer, RBM_MEDIA_TYPES, MAX_UPLOAD_BYTES,
 } from './rbm.mjs';
+
+export { regionOf } from './rbm.mjs';
 
 const MAX_BODY_BYTES = 1024 * 1024; // reading cap; RBM's own AgentMessage limit (250 KB) is checked separately
 
@@ -40,10 +70,21 @@ function parseJson(raw) {
   try { return JSON.parse(raw); } catch { return null; }
 }
 
+const isHttpUrl = (v) => {
+  if (typeof v !== 'string') return false;
+  try { const u = new URL(v); return u.protocol === 'https:' || u.protocol === 'http:'; } catch { return false; }
+};
+
+/** A File resource name like Google's: files/<random id>. */
+const newFileName = () => `files/${crypto.randomBytes(12).toString('hex')}`;
+
+const GOOGLE_CODES = new Set([400, 401, 403, 404, 409, 413, 429, 500, 503]);
+
 /** Returns { name, phone?, messageId? } or null when unrouted. */
 function route(method, segs) {
   if (segs[0] !== 'v1') return null;
   if (method === 'POST' && segs.length === 2 && segs[1] === 'users:batchGet') return { name: 'batchGet' };
+  if (method === 'POST' && segs.length === 2 && segs[1] === 'files') return { name: 'createFile' };
   if (segs[1] !== 'phones' || segs.length < 4) return null;
   const phone = segs[2];
   if (method === 'POST' && segs.length === 4 && segs[3] === 'agentMessages') return { name: 'createMessage', phone };
@@ -75,7 +116,11 @@ export function sendJson(res, status, obj) {
  *   tokenPrefix         access token prefix (default "ya29.fake-")
  *   duplicates          a reused messageId: 'original' (answer the first message again) or
  *                       'conflict' (409 ALREADY_EXISTS, ids shared by messages and events of an agent)
- *   recordLimit         how many RBM requests `requests` keeps (default: all)
+ *   recordLimit         how many RBM requests `requests` keeps (default: all); `batchGets` and
+ *                       `files` keep as many
+ *   regions             true: also serve the us, europe and asia hosts on their own ports
+ *                       (regionUrls), with the regional users.batchGet rules (header comment)
+ *   batchGetQpm         users.batchGet calls answered per 60 s before 429 (default 600)
  *   hooks               { onMessage(entry), onRevoke(entry), onAgentEvent(e), onCall(c), onToken(t),
  *                         extraRoute(req, res, url, raw) -> true when it answered }
  */
@@ -100,9 +145,24 @@ export async function startRbmServer(opts = {}) {
     tokenLifetime: opts.tokenLifetime ?? 3599,
     rejectNext: 0,
     delay: 0,
+    batchGetQpm: opts.batchGetQpm ?? 600,
+    failBatchGets: 0,
+    failBatchGetCode: 500,
+    batchGetsInFlight: 0,
+    batchGetsMaxInFlight: 0,
   };
+  const regional = !!opts.regions;
   const stats = { tokenRequests: 0, tokenRejected: 0, rbmRequests: 0 };
   const requests = [];
+  /** Every users.batchGet call: { host, region, agentId, users, count, unique, at, endAt, inFlight, status, answer (200) | error (else) } */
+  const batchGets = [];
+  /** Every files.create call (both URIs): { host, source: 'url'|'upload', status, name?, agentId, … } */
+  const files = [];
+  const keep = (list, rec) => {
+    list.push(rec);
+    if (list.length > recordLimit) list.splice(0, list.length - recordLimit);
+    return rec;
+  };
   /** token -> { expiresAt (ms), revoked } */
   const tokens = new Map();
   /** messageId -> { phone, agentId, message, body?, acceptedAt?, delivered?, read?, revoked?, expired? } */
@@ -156,19 +216,19 @@ export async function startRbmServer(opts = {}) {
   }
 
   /** Answers one RBM call; `call` collects what onCall reports (name, phone, ids, status). */
-  async function handleRbm(req, res, url, raw, call) {
+  async function handleRbm(req, res, url, raw, call, host) {
     stats.rbmRequests++;
     const body = parseJson(raw);
-    requests.push({
+    keep(requests, {
       method: req.method,
       path: url.pathname,
       query: Object.fromEntries(url.searchParams),
       headers: { ...req.headers },
       body,
       raw,
+      host,
       at: Date.now(),
     });
-    if (requests.length > recordLimit) requests.splice(0, requests.length - recordLimit);
 
     await sleep(state.delay); // setDelay(): applies to every RBM answer
 
@@ -212,7 +272,7 @@ export async function startRbmServer(opts = {}) {
         }
         usedIds.add(`${agentId} ${messageId}`);
         const message = { ...body, name: `phones/${r.phone}/agentMessages/${messageId}`, sendTime: rfc3339() };
-        const entry = { phone: r.phone, agentId, message, body, acceptedAt: Date.now(), delivered: false, read: false, revoked: false, expired: false };
+        const entry = { phone: r.phone, agentId, message, body, host, acceptedAt: Date.now(), delivered: false, read: false, revoked: false, expired: false };
         messages.set(messageId, entry);
         sendJson(res, 200, message);
         hooks.onMessage?.(entry, messageId);
@@ -256,53 +316,203 @@ export async function startRbmServer(opts = {}) {
         if (!agentId) return sendJson(res, 400, googleError(400, 'agentId is required.'));
         return sendJson(res, 200, { features: [...FEATURES] });
       }
-      case 'batchGet': {
-        if (!isObj(body) || !Array.isArray(body.users) || !body.users.every((u) => typeof u === 'string')) {
-          return sendJson(res, 400, googleError(400, 'users must be a list of phone numbers.'));
-        }
-        if (typeof body.agentId !== 'string' || body.agentId === '') return sendJson(res, 400, googleError(400, 'agentId is required.'));
-        call.count = body.users.length;
-        return sendJson(res, 200, {
-          reachableUsers: body.users.filter(isReachable),
-          totalRandomSampleUserCount: 0,
-          reachableRandomSampleUserCount: 0,
+      case 'batchGet': return batchGet(res, body, call, host);
+      case 'createFile': {
+        const rec = keep(files, { host, source: 'url', status: null, body, agentId: isObj(body) ? body.agentId : undefined, at: Date.now() });
+        const fail = (why) => { rec.status = 400; return sendJson(res, 400, googleError(400, why)); };
+        if (!isObj(body)) return fail('Invalid JSON payload received.');
+        const unknown = Object.keys(body).filter((k) => !['fileUrl', 'thumbnailUrl', 'contentDescription', 'agentId'].includes(k));
+        if (unknown.length) return fail(`Invalid JSON payload received. Unknown name ${JSON.stringify(unknown[0])}: Cannot find field.`);
+        if (typeof body.agentId !== 'string' || body.agentId === '') return fail('agentId is required.');
+        if (body.fileUrl === undefined) return fail('fileUrl is required (or upload the file to /upload/v1/files).');
+        if (!isHttpUrl(body.fileUrl)) return fail(`Invalid fileUrl: ${JSON.stringify(body.fileUrl)}`);
+        if (body.thumbnailUrl !== undefined && !isHttpUrl(body.thumbnailUrl)) return fail(`Invalid thumbnailUrl: ${JSON.stringify(body.thumbnailUrl)}`);
+        if (body.contentDescription !== undefined && typeof body.contentDescription !== 'string') return fail('contentDescription must be a string.');
+        Object.assign(rec, {
+          status: 200, name: newFileName(), agentId: body.agentId, fileUrl: body.fileUrl,
+          thumbnailUrl: body.thumbnailUrl, contentDescription: body.contentDescription,
         });
+        call.fileName = rec.name;
+        return sendJson(res, 200, { name: rec.name });
       }
     }
     return sendJson(res, 404, googleError(404));
   }
 
-  const server = http.createServer(async (req, res) => {
-    const started = Date.now();
-    const call = { method: req.method, name: null, status: null };
-    try {
-      const url = new URL(req.url, 'http://127.0.0.1');
-      const raw = await readBody(req);
-      if (url.pathname === '/token') {
-        if (req.method !== 'POST') return sendJson(res, 404, googleError(404));
-        return handleToken(req, res, raw);
+  // ---------------------------------------------------------------- users.batchGet
+  function batchGet(res, body, call, host) {
+    const rec = keep(batchGets, {
+      host, region: host === 'global' ? null : host, agentId: isObj(body) ? body.agentId : undefined,
+      users: isObj(body) && Array.isArray(body.users) ? body.users : [], count: 0, unique: 0,
+      at: Date.now(), endAt: null, inFlight: state.batchGetsInFlight, status: null, answer: null, error: null,
+    });
+    rec.count = rec.users.length;
+    rec.unique = new Set(rec.users).size;
+    call.count = rec.count;
+    const answer = (status, obj) => {
+      rec.status = status;
+      rec.endAt = Date.now();
+      if (status === 200) rec.answer = obj; else rec.error = obj;
+      return sendJson(res, status, obj);
+    };
+    if (regional && host === 'global') {
+      return answer(400, googleError(400, 'users.batchGet requires a regional endpoint: us-, europe- or asia-rcsbusinessmessaging.googleapis.com.'));
+    }
+    if (!isObj(body) || !Array.isArray(body.users) || !body.users.every((u) => typeof u === 'string')) {
+      return answer(400, googleError(400, 'users must be a list of phone numbers.'));
+    }
+    if (typeof body.agentId !== 'string' || body.agentId === '') return answer(400, googleError(400, 'agentId is required.'));
+    if (body.users.length === 0) return answer(400, googleError(400, 'users must not be empty.'));
+    const bad = body.users.find((u) => !E164_RE.test(u));
+    if (bad !== undefined) return answer(400, googleError(400, `Invalid phone number: ${bad}`));
+    if (regional) {
+      const other = body.users.find((u) => regionOf(u) !== host);
+      if (other !== undefined) {
+        return answer(400, googleError(400, `Phone number ${other} is not in region ${host}: all numbers of a request must be from the region of its endpoint.`));
       }
-      if (hooks.extraRoute && await hooks.extraRoute(req, res, url, raw)) return;
-      call.path = url.pathname;
-      await handleRbm(req, res, url, raw, call);
-      if (call.status === null) call.status = res.statusCode;
-    } catch (err) {
-      sendJson(res, 500, googleError(500, String(err?.message ?? err)));
-      call.status = 500;
     }
-    if (call.path !== undefined) {
-      call.ms = Date.now() - started;
-      try { hooks.onCall?.(call); } catch { /* logging only */ }
+    if (state.failBatchGets > 0) {
+      state.failBatchGets--;
+      return answer(state.failBatchGetCode, googleError(state.failBatchGetCode));
     }
-  });
-  server.on('connection', (s) => { sockets.add(s); s.on('close', () => sockets.delete(s)); });
+    const now = Date.now();
+    const lastMinute = batchGets.filter((b) => b !== rec && b.status === 200 && b.endAt > now - 60_000).length;
+    if (lastMinute >= state.batchGetQpm) {
+      return answer(429, googleError(429, "Quota exceeded for quota metric 'Batch get users requests' and limit 'Batch get users requests per minute' of service 'rcsbusinessmessaging.googleapis.com'."));
+    }
+    return answer(200, batchGetAnswer(body.users, {
+      reachable: regional ? isBatchReachable : isReachable,
+      usMap: regional && host === 'us',
+    }));
+  }
 
-  await new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', resolve);
-  });
-  const { port } = server.address();
-  const url = `http://127.0.0.1:${port}`;
+  // ---------------------------------------------------------------- media upload
+  /** POST /upload/v1/files?uploadType=media&agentId=: the body streamed through sha256, never kept. */
+  async function handleUpload(req, res, url, call, host) {
+    stats.rbmRequests++;
+    const q = url.searchParams;
+    const declared = req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) : null;
+    const contentType = req.headers['content-type'] ?? null;
+    const reqRec = keep(requests, {
+      method: req.method, path: url.pathname, query: Object.fromEntries(q), headers: { ...req.headers },
+      body: null, raw: '', host, at: Date.now(), bytes: 0,
+    });
+    const rec = keep(files, {
+      host, source: 'upload', status: null, agentId: q.get('agentId'), query: Object.fromEntries(q),
+      contentType, contentLength: declared, chunked: /chunked/i.test(String(req.headers['transfer-encoding'] ?? '')),
+      bytes: 0, sha256: null, at: Date.now(), endAt: null,
+    });
+    call.name = 'uploadFile';
+    let answered = false;
+    const answer = (status, obj) => {
+      if (answered) return;
+      answered = true;
+      rec.status = status;
+      rec.endAt = Date.now();
+      if (status !== 200) {
+        // What is left of the body is read and dropped (Node does that once the answer ends),
+        // for at most 10 s: the connection then closes.
+        res.setHeader('connection', 'close');
+        const t = setTimeout(() => { timers.delete(t); req.destroy(); }, 10_000);
+        timers.add(t);
+        req.on('end', () => { clearTimeout(t); timers.delete(t); });
+        req.resume();
+      }
+      sendJson(res, status, obj);
+    };
+    const reject = (status, why) => answer(status, googleError(status, why));
+
+    if (!bearerOk(req)) return reject(401);
+    if (state.rejectNext > 0) { state.rejectNext--; return reject(401); }
+    if (q.get('uploadType') !== 'media') return reject(400, `Invalid uploadType: ${JSON.stringify(q.get('uploadType'))}; use uploadType=media.`);
+    if (!q.get('agentId')) return reject(400, 'agentId is required.');
+    const mime = String(contentType ?? '').split(';')[0].trim().toLowerCase();
+    if (!RBM_MEDIA_TYPES.includes(mime)) return reject(400, `Unsupported media type: ${JSON.stringify(contentType)}.`);
+    if (declared !== null && declared > MAX_UPLOAD_BYTES) return reject(413);
+
+    const hash = crypto.createHash('sha256');
+    const ok = await new Promise((resolve) => {
+      req.on('data', (c) => {
+        if (answered) return;
+        rec.bytes += c.length;
+        reqRec.bytes = rec.bytes;
+        if (rec.bytes > MAX_UPLOAD_BYTES) { reject(413); resolve(false); return; }
+        hash.update(c);
+      });
+      req.on('end', () => resolve(true));
+      req.on('error', () => resolve(false));
+      req.on('close', () => resolve(false)); // after 'end' this changes nothing
+    });
+    if (!ok || answered) { if (!answered) { rec.status = 'aborted'; rec.endAt = Date.now(); } return; }
+    rec.sha256 = hash.digest('hex');
+    if (rec.bytes === 0) return reject(400, 'The uploaded file is empty.');
+    await sleep(state.delay);
+    rec.name = newFileName();
+    call.fileName = rec.name;
+    answer(200, { name: rec.name });
+  }
+
+  function handler(host) {
+    return async (req, res) => {
+      const started = Date.now();
+      const call = { method: req.method, name: null, status: null, host };
+      try {
+        const url = new URL(req.url, 'http://127.0.0.1');
+        if (req.method === 'POST' && url.pathname === '/upload/v1/files') {
+          call.path = url.pathname;
+          await handleUpload(req, res, url, call, host);
+        } else {
+          const isBatch = req.method === 'POST' && url.pathname === '/v1/users:batchGet';
+          const raw = await readBody(req);
+          if (url.pathname === '/token') {
+            if (req.method !== 'POST') return sendJson(res, 404, googleError(404));
+            return handleToken(req, res, raw);
+          }
+          if (hooks.extraRoute && await hooks.extraRoute(req, res, url, raw)) return;
+          call.path = url.pathname;
+          if (isBatch) {
+            state.batchGetsInFlight++;
+            state.batchGetsMaxInFlight = Math.max(state.batchGetsMaxInFlight, state.batchGetsInFlight);
+          }
+          try {
+            await handleRbm(req, res, url, raw, call, host);
+          } finally {
+            if (isBatch) state.batchGetsInFlight--;
+          }
+        }
+        if (call.status === null) call.status = res.statusCode;
+      } catch (err) {
+        sendJson(res, 500, googleError(500, String(err?.message ?? err)));
+        call.status = 500;
+      }
+      if (call.path !== undefined) {
+        call.ms = Date.now() - started;
+        try { hooks.onCall?.(call); } catch { /* logging only */ }
+      }
+    };
+  }
+
+  async function listen(host, port) {
+    const srv = http.createServer(handler(host));
+    srv.on('connection', (s) => { sockets.add(s); s.on('close', () => sockets.delete(s)); });
+    await new Promise((resolve, reject) => {
+      srv.once('error', reject);
+      srv.listen(port, opts.host ?? '127.0.0.1', resolve);
+    });
+    servers.push(srv);
+    return `http://127.0.0.1:${srv.address().port}`;
+  }
+
+  const servers = [];
+  const url = await listen('global', opts.port ?? 0);
+  const port = Number(new URL(url).port);
+  const regionUrls = {};
+  try {
+    if (regional) for (const r of REGIONS) regionUrls[r] = await listen(r, 0);
+  } catch (err) {
+    for (const srv of servers) srv.close();
+    throw err;
+  }
   const tokenUri = `${url}/token`;
   audiences = [tokenUri, `http://localhost:${port}/token`];
   if (generated) sa.token_uri = tokenUri;
@@ -312,6 +522,10 @@ export async function startRbmServer(opts = {}) {
   return {
     url,
     port,
+    /** Only with opts.regions: { us, europe, asia } base URLs of the regional hosts. */
+    regionUrls: regional ? { ...regionUrls } : undefined,
+    /** Base URL per host name: { global, us?, europe?, asia? }. */
+    hosts: { global: url, ...regionUrls },
     tokenUri,
     serviceAccountKey,
     clientEmail: sa.client_email,
@@ -319,6 +533,10 @@ export async function startRbmServer(opts = {}) {
     scope: RBM_SCOPE,
     stats,
     requests,
+    batchGets,
+    files,
+    /** The most users.batchGet calls that were in progress at once (all hosts), since start or reset(). */
+    get maxBatchGetsInFlight() { return state.batchGetsMaxInFlight; },
     tokens,
     messages,
     failTokens(mode) {
@@ -329,6 +547,13 @@ export async function startRbmServer(opts = {}) {
     rejectNextRbmCalls(n) { state.rejectNext = n; },
     revokeAllTokens() { for (const t of tokens.values()) t.revoked = true; },
     setDelay(ms) { state.delay = ms; },
+    /** The next n users.batchGet calls that pass validation answer `code` in Google's error shape. */
+    failNextBatchGets(n, code = 500) {
+      if (!GOOGLE_CODES.has(code)) throw new Error(`failNextBatchGets: no Google error for ${code}`);
+      state.failBatchGets = n; state.failBatchGetCode = code;
+    },
+    /** users.batchGet calls answered per 60 s before 429 RESOURCE_EXHAUSTED. */
+    setBatchGetQpm(n) { state.batchGetQpm = n; },
     /** Poll `requests` until predicate matches at least `min` of them; rejects after timeoutMs. */
     waitFor(predicate, timeoutMs = 5000, min = 1) {
       return pollUntil(() => requests.filter(predicate), min, timeoutMs, waiters, 'RBM requests');
@@ -342,8 +567,13 @@ export async function startRbmServer(opts = {}) {
       state.tokenLifetime = opts.tokenLifetime ?? 3599;
       state.rejectNext = 0;
       state.delay = 0;
+      state.batchGetQpm = opts.batchGetQpm ?? 600;
+      state.failBatchGets = 0; state.failBatchGetCode = 500;
       stats.tokenRequests = 0; stats.tokenRejected = 0; stats.rbmRequests = 0;
+      state.batchGetsMaxInFlight = 0;
       requests.length = 0;
+      batchGets.length = 0;
+      files.length = 0;
       messages.clear();
       usedIds.clear();
     },
@@ -352,9 +582,9 @@ export async function startRbmServer(opts = {}) {
         for (const t of timers) clearTimeout(t);
         timers.clear();
         for (const cancel of waiters) cancel();
-        closed = new Promise((resolve) => server.close(() => resolve()));
+        closed = Promise.all(servers.map((srv) => new Promise((resolve) => srv.close(() => resolve())))).then(() => {});
         for (const s of sockets) s.destroy();
-        server.closeAllConnections?.();
+        for (const srv of servers) srv.closeAllConnections?.();
       }
       return closed;
     },

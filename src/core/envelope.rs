@@ -68,10 +68,16 @@ struct Wire {
 #[derive(Deserialize)]
 struct WireMessage {
     data: Option<Value>,
-    #[serde(rename = "messageId", alias = "message_id")]
+    // Pub/Sub push sends both spellings of each (Google's own samples show both): separate
+    // fields, since serde rejects an alias that appears twice as a duplicate field.
+    #[serde(rename = "messageId")]
     message_id: Option<String>,
-    #[serde(rename = "publishTime", alias = "publish_time")]
+    #[serde(rename = "message_id")]
+    message_id_snake: Option<String>,
+    #[serde(rename = "publishTime")]
     publish_time: Option<String>,
+    #[serde(rename = "publish_time")]
+    publish_time_snake: Option<String>,
     attributes: Option<Map<String, Value>>,
 }
 
@@ -97,8 +103,8 @@ pub fn parse_webhook_body(body: &[u8]) -> Result<WebhookBody, EnvelopeError> {
         let data = decode_data(&data)?;
         return Ok(WebhookBody::Event(Envelope {
             data,
-            pubsub_message_id: msg.message_id,
-            publish_time: msg.publish_time,
+            pubsub_message_id: msg.message_id.or(msg.message_id_snake),
+            publish_time: msg.publish_time.or(msg.publish_time_snake),
             attributes: msg.attributes,
             subscription: wire.subscription,
         }));
@@ -162,6 +168,9 @@ mod tests {
         assert_eq!(env.pubsub_message_id.as_deref(), Some("136969346945"));
         assert_eq!(env.publish_time.as_deref(), Some("2018-12-31T15:01:23.045Z"));
         assert_eq!(env.subscription.as_deref(), Some("projects/p/subscriptions/s"));
+        let both = br#"{"message":{"data":"eyJhIjoxfQ==","messageId":"9","message_id":"9","publishTime":"t","publish_time":"t"}}"#;
+        let WebhookBody::Event(env) = parse_webhook_body(both).expect("both spellings") else { panic!() };
+        assert_eq!((env.pubsub_message_id.as_deref(), env.publish_time.as_deref()), (Some("9"), Some("t")));
         let b = br#"{"message":{"data":"eyJhIjoxfQ==","message_id":"9"}}"#;
         let WebhookBody::Event(env) = parse_webhook_body(b).expect("parses") else { panic!() };
         assert_eq!(env.pubsub_message_id.as_deref(), Some("9"));

@@ -27,10 +27,15 @@ pub fn stable_event_id(decoded: &Decoded, pubsub_message_id: Option<&str>) -> St
     format!("rbm_sha256_{hex}")
 }
 
-/// `{"type":"event","id","kind","agentId","phoneNumber","messageId"?,"eventId"?,"sentAt","receivedAt","event"}`
-/// with `event` = RBM's JSON verbatim. `type` tells it apart from a status callback
+/// `{"type":"event","id","kind","agentId","phoneNumber","messageId"?,"eventId"?,"sentAt","receivedAt","webhookType"?,"event"}`
+/// with `event` = RBM's JSON verbatim and `webhookType` Google's `X-Goog-Webhook-Type`. `type` tells it apart from a status callback
 /// (`"message.status"`), which may be signed with the same key.
-pub fn forward_document(decoded: &Decoded, id: &str, received_at_ms: u64) -> String {
+pub fn forward_document(
+    decoded: &Decoded,
+    id: &str,
+    received_at_ms: u64,
+    webhook_type: Option<&str>,
+) -> String {
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct Doc<'a> {
@@ -46,6 +51,8 @@ pub fn forward_document(decoded: &Decoded, id: &str, received_at_ms: u64) -> Str
         event_id: Option<&'a str>,
         sent_at: Option<&'a str>,
         received_at: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        webhook_type: Option<&'a str>,
         event: &'a RawValue,
     }
     let e = &decoded.event;
@@ -72,6 +79,7 @@ pub fn forward_document(decoded: &Decoded, id: &str, received_at_ms: u64) -> Str
         event_id: e.event_id(),
         sent_at: e.send_time(),
         received_at: format_rfc3339_millis(received_at_ms),
+        webhook_type,
         event,
     };
     serde_json::to_string(&doc).unwrap_or_default()
@@ -123,7 +131,7 @@ mod tests {
     fn forward_document_embeds_the_event_verbatim() {
         let raw = r#"{"agentId":"A","senderPhoneNumber":"+12223334444","messageId":"U1","sendTime":"2018-12-31T15:01:23.045123456Z","text":"Hello, world!","future":[1]}"#;
         let d = decode(raw);
-        let doc = forward_document(&d, "rbm_msg_U1", 1_546_268_484_000);
+        let doc = forward_document(&d, "rbm_msg_U1", 1_546_268_484_000, Some("user_message"));
         assert!(doc.contains(&format!(r#""event":{raw}"#)), "{doc}");
         let v: serde_json::Value = serde_json::from_str(&doc).expect("json");
         assert_eq!(v["type"], "event");
@@ -135,5 +143,8 @@ mod tests {
         assert!(v.get("eventId").is_none());
         assert_eq!(v["sentAt"], "2018-12-31T15:01:23.045123456Z");
         assert_eq!(v["receivedAt"], "2018-12-31T15:01:24.000Z");
+        assert_eq!(v["webhookType"], "user_message");
+        let without = forward_document(&d, "rbm_msg_U1", 1_546_268_484_000, None);
+        assert!(!without.contains("webhookType"), "{without}");
     }
 }

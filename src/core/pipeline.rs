@@ -301,7 +301,8 @@ pub fn plan(decoded: &Decoded, receipt: &Receipt, cfg: &PipelineConfig) -> Vec<E
             }
             Target::Forward => {
                 let id = stable_event_id(decoded, receipt.pubsub_message_id.as_deref());
-                let body = forward_document(decoded, &id, receipt.received_at);
+                let body =
+                    forward_document(decoded, &id, receipt.received_at, receipt.webhook_type.as_deref());
                 forward = Some(Effect::Forward { id, body });
             }
         }

@@ -1,8 +1,9 @@
 // Self-tests of the fakes: node --test tests/fakes/
-import { test, describe, before, after } from 'node:test';
+import { test, describe, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { startGoogleFake } from './google.mjs';
+import http from 'node:http';
+import { startGoogleFake, regionOf, isBatchReachable, batchGetAnswer, usCarrierOf, RBM_MEDIA_TYPES } from './google.mjs';
 import { startSink, signStandardWebhook } from './sink.mjs';
 
 const SCOPE = 'https://www.googleapis.com/auth/rcsbusinessmessaging';
@@ -310,6 +311,330 @@ describe('google fake', () => {
     assert.equal((await call(`${g.url}/v1/phones/%2B15551234567/capabilities?requestId=${crypto.randomUUID()}&agentId=${AGENT}`, { token })).status, 200);
     assert.equal((await postToken(g.tokenUri, makeJwt(sa))).status, 200);
     assert.deepEqual(g.stats, { tokenRequests: 1, tokenRejected: 0, rbmRequests: 1 });
+  });
+});
+
+describe('google fake with regions', () => {
+  let g, token;
+  const US = ['+12025550100', '+12025550101', '+15550000404', '+5511999990002', '+525512345674', '+2975551236', '+14155550123'];
+  const EU = ['+447700900120', '+447700900121', '+4915112345678', '+2348012345670', '+79161234568', '+905321234560', '+971501234562'];
+  const ASIA = ['+919812345670', '+919812345671', '+819012345674', '+6591234566', '+8613812345678', '+9607712344', '+998901234560'];
+
+  const batchGet = (host, body, t = token) => call(`${g.hosts[host]}/v1/users:batchGet`, { method: 'POST', token: t, body });
+
+  /** POST raw bytes to the media upload URI; `stream`: chunked (no content-length). */
+  async function upload(base, bytes, { type = 'image/png', query = `uploadType=media&agentId=${AGENT}`, t = token, stream = false } = {}) {
+    const headers = { 'content-type': type };
+    if (t) headers.authorization = `Bearer ${t}`;
+    const init = { method: 'POST', headers, signal: AbortSignal.timeout(10_000) };
+    if (stream) {
+      let off = 0;
+      init.body = new ReadableStream({
+        pull(c) {
+          if (off >= bytes.length) return c.close();
+          c.enqueue(new Uint8Array(bytes.subarray(off, off + 64 * 1024)));
+          off += 64 * 1024;
+        },
+      });
+      init.duplex = 'half';
+    } else {
+      init.body = bytes;
+    }
+    const res = await fetch(`${base}/upload/v1/files${query === null ? '' : `?${query}`}`, init);
+    const text = await res.text();
+    let json = null;
+    try { json = JSON.parse(text); } catch { /* not JSON */ }
+    return { status: res.status, json, text };
+  }
+
+  before(async () => {
+    g = await startGoogleFake({ regions: true });
+    const r = await postToken(g.tokenUri, makeJwt(JSON.parse(g.serviceAccountKey)));
+    assert.equal(r.status, 200);
+    token = r.json.access_token;
+  });
+  after(async () => { await g?.close(); });
+  beforeEach(() => g.reset());
+
+  test('regionOf: the calling-code table (Latin America -> us, Africa -> europe)', () => {
+    const cases = {
+      '+14155550123': 'us', '+12025550100': 'us', '+5511999990000': 'us', '+525512345678': 'us', '+541112345678': 'us',
+      '+2975551234': 'us', '+2905551234': 'europe', '+2348012345678': 'europe', '+27821234567': 'europe', '+212612345678': 'europe',
+      '+447700900123': 'europe', '+4915112345678': 'europe', '+33612345678': 'europe', '+79161234567': 'europe',
+      '+905321234567': 'europe', '+96171123456': 'europe', '+971501234567': 'europe', '+989121234567': 'europe',
+      '+994501234567': 'europe', '+995591234567': 'europe', '+97212345678': 'europe',
+      '+919812345678': 'asia', '+923001234567': 'asia', '+93701234567': 'asia', '+94771234567': 'asia', '+959123456789': 'asia',
+      '+9607712345': 'asia', '+97517123456': 'asia', '+97688123456': 'asia', '+9779812345678': 'asia', '+992917123456': 'asia',
+      '+99365123456': 'asia', '+996555123456': 'asia', '+998901234567': 'asia', '+819012345678': 'asia', '+8613812345678': 'asia',
+      '+6591234567': 'asia', '+61412345678': 'asia', '+628123456789': 'asia',
+    };
+    for (const [n, r] of Object.entries(cases)) assert.equal(regionOf(n), r, n);
+    for (const bad of ['14155550123', '+0123', '', null, '+1 415']) assert.equal(regionOf(bad), null, String(bad));
+  });
+
+  test('four loopback hosts sharing tokens; every record names its host', async () => {
+    assert.deepEqual(Object.keys(g.regionUrls).sort(), ['asia', 'europe', 'us']);
+    const urls = [g.url, ...Object.values(g.regionUrls)];
+    assert.equal(new Set(urls).size, 4);
+    for (const u of urls) assert.match(u, /^http:\/\/127\.0\.0\.1:\d+$/);
+    assert.deepEqual(g.hosts, { global: g.url, ...g.regionUrls });
+    const id = crypto.randomUUID();
+    const r = await call(`${g.regionUrls.europe}/v1/phones/%2B447700900120/agentMessages?messageId=${id}&agentId=${AGENT}`,
+      { method: 'POST', token, body: { contentMessage: { text: 'Hei' } } });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.name, `phones/+447700900120/agentMessages/${id}`);
+    assert.equal(g.requests.at(-1).host, 'europe');
+    assert.equal(g.messages.get(id).host, 'europe');
+    const cap = await call(`${g.url}/v1/phones/%2B447700900120/capabilities?requestId=${crypto.randomUUID()}&agentId=${AGENT}`, { token });
+    assert.equal(cap.status, 200);
+    assert.equal(g.requests.at(-1).host, 'global');
+    assertGoogleError(await call(`${g.regionUrls.asia}/v1/phones/%2B447700900120/capabilities?requestId=${crypto.randomUUID()}&agentId=${AGENT}`), 401, 'UNAUTHENTICATED');
+  });
+
+  test('users.batchGet on the global host -> 400 INVALID_ARGUMENT (regional endpoint required)', async () => {
+    const r = await batchGet('global', { users: [US[0]], agentId: AGENT });
+    assertGoogleError(r, 400, 'INVALID_ARGUMENT');
+    assert.match(r.json.error.message, /regional endpoint/);
+    assert.equal(g.batchGets.length, 1);
+    assert.equal(g.batchGets[0].host, 'global');
+    assert.equal(g.batchGets[0].status, 400);
+  });
+
+  test('users.batchGet on each regional host: its own numbers, the parity rule, reachableUsersMap on us only', async () => {
+    for (const [host, list] of [['us', US], ['europe', EU], ['asia', ASIA]]) {
+      const r = await batchGet(host, { users: list, agentId: AGENT });
+      assert.equal(r.status, 200, `${host}: ${r.text}`);
+      const reachable = list.filter((n) => /[02468]$/.test(n) && n !== '+15550000404');
+      assert.deepEqual(r.json.reachableUsers, reachable, host);
+      assert.deepEqual(reachable, list.filter(isBatchReachable), host);
+      assert.equal(r.json.totalRandomSampleUserCount, 0, host);
+      assert.equal(r.json.reachableRandomSampleUserCount, 0, host);
+      if (host === 'us') {
+        assert.deepEqual(Object.keys(r.json).sort(), ['reachableRandomSampleUserCount', 'reachableUsers', 'reachableUsersMap', 'totalRandomSampleUserCount']);
+        // +1 numbers only, by carrier; Latin America and Aruba are not in the map.
+        const inMap = Object.values(r.json.reachableUsersMap).flatMap((v) => v.reachableUsers).sort();
+        assert.deepEqual(inMap, reachable.filter((n) => n.startsWith('+1')).sort());
+        for (const [carrier, v] of Object.entries(r.json.reachableUsersMap)) {
+          assert.deepEqual(Object.keys(v), ['reachableUsers']);
+          for (const n of v.reachableUsers) assert.equal(usCarrierOf(n), carrier);
+        }
+      } else {
+        assert.deepEqual(Object.keys(r.json).sort(), ['reachableRandomSampleUserCount', 'reachableUsers', 'totalRandomSampleUserCount'], host);
+      }
+      const rec = g.batchGets.at(-1);
+      assert.equal(rec.host, host);
+      assert.equal(rec.region, host);
+      assert.equal(rec.agentId, AGENT);
+      assert.equal(rec.count, list.length);
+      assert.deepEqual(rec.users, list);
+      assert.equal(rec.status, 200);
+      assert.deepEqual(rec.answer, r.json);
+      assert.equal(g.requests.at(-1).host, host);
+    }
+    // Every scripted error/reset number is even-ended or not, but never reachable.
+    const scripted = ['+15550000400', '+15550000403', '+15550000404', '+15550000429', '+15550000500', '+15550000503', '+15550000666'];
+    assert.deepEqual((await batchGet('us', { users: scripted, agentId: AGENT })).json.reachableUsers, []);
+  });
+
+  test('users.batchGet: another region\'s number, missing agentId, empty list, bad number -> 400', async () => {
+    const wrong = await batchGet('europe', { users: [EU[0], EU[1], US[0], ASIA[0]], agentId: AGENT });
+    assertGoogleError(wrong, 400, 'INVALID_ARGUMENT');
+    assert.ok(wrong.json.error.message.includes(US[0]), wrong.json.error.message);
+    assertGoogleError(await batchGet('asia', { users: [EU[0]], agentId: AGENT }), 400, 'INVALID_ARGUMENT');
+    assertGoogleError(await batchGet('us', { users: [US[0]] }), 400, 'INVALID_ARGUMENT');
+    assertGoogleError(await batchGet('us', { users: [US[0]], agentId: '' }), 400, 'INVALID_ARGUMENT');
+    assertGoogleError(await batchGet('us', { users: [], agentId: AGENT }), 400, 'INVALID_ARGUMENT');
+    const bad = await batchGet('us', { users: [US[0], '1415555'], agentId: AGENT });
+    assertGoogleError(bad, 400, 'INVALID_ARGUMENT');
+    assert.ok(bad.json.error.message.includes('1415555'));
+    assertGoogleError(await batchGet('us', { users: 'x', agentId: AGENT }), 400, 'INVALID_ARGUMENT');
+    assert.deepEqual(g.batchGets.map((b) => b.status), [400, 400, 400, 400, 400, 400, 400]);
+  });
+
+  test('users.batchGet sample counts: 0 under 500 numbers, else the index % 4 !== 3 sample', async () => {
+    const nums = (n, off = 0) => Array.from({ length: n }, (_, i) => `+4477009${String(off + i).padStart(5, '0')}`);
+    const small = await batchGet('europe', { users: nums(499), agentId: AGENT });
+    assert.equal(small.json.totalRandomSampleUserCount, 0);
+    assert.equal(small.json.reachableRandomSampleUserCount, 0);
+    assert.equal(small.json.reachableUsers.length, 250);
+    const list = nums(1000);
+    const big = await batchGet('europe', { users: list, agentId: AGENT });
+    assert.equal(big.status, 200);
+    assert.equal(big.json.totalRandomSampleUserCount, 750);
+    const sample = list.filter((_, i) => i % 4 !== 3);
+    assert.equal(big.json.reachableRandomSampleUserCount, sample.filter(isBatchReachable).length);
+    assert.equal(big.json.reachableRandomSampleUserCount, 500); // i % 4 in {0,1,2}: the even-ended ones
+    assert.deepEqual(big.json, batchGetAnswer(list));
+    const b500 = await batchGet('europe', { users: nums(500, 3), agentId: AGENT });
+    assert.equal(b500.json.totalRandomSampleUserCount, 375);
+  });
+
+  test('users.batchGet records concurrency, scripted failures and the 600-per-minute quota', async () => {
+    g.setDelay(150);
+    const rs = await Promise.all([['us', US[0]], ['europe', EU[0]], ['asia', ASIA[0]]].map(([h, n]) => batchGet(h, { users: [n], agentId: AGENT })));
+    g.setDelay(0);
+    assert.deepEqual(rs.map((r) => r.status), [200, 200, 200]);
+    assert.equal(g.maxBatchGetsInFlight, 3);
+    assert.ok(g.batchGets.some((b) => b.inFlight === 3), JSON.stringify(g.batchGets.map((b) => b.inFlight)));
+    for (const b of g.batchGets) assert.ok(b.endAt >= b.at && typeof b.at === 'number');
+
+    g.failNextBatchGets(1, 503);
+    const failed = await batchGet('us', { users: [US[0]], agentId: AGENT });
+    assert.equal(failed.status, 503);
+    assert.deepEqual(failed.json, { error: { code: 503, message: 'The service is currently unavailable.', status: 'UNAVAILABLE' } });
+    assert.deepEqual(g.batchGets.at(-1).error, failed.json);
+    assert.equal(g.batchGets.at(-1).answer, null);
+    assert.equal((await batchGet('us', { users: [US[0]], agentId: AGENT })).status, 200);
+    assert.throws(() => g.failNextBatchGets(1, 418));
+
+    g.reset();
+    g.setBatchGetQpm(2);
+    assert.equal((await batchGet('us', { users: [US[0]], agentId: AGENT })).status, 200);
+    assert.equal((await batchGet('asia', { users: [ASIA[0]], agentId: AGENT })).status, 200);
+    assertGoogleError(await batchGet('europe', { users: [EU[0]], agentId: AGENT }), 429, 'RESOURCE_EXHAUSTED');
+    g.reset();
+    assert.equal(g.maxBatchGetsInFlight, 0);
+    assert.equal((await batchGet('europe', { users: [EU[0]], agentId: AGENT })).status, 200, 'reset restores the quota');
+  });
+
+  test('files.create with fileUrl on any host -> {"name":"files/…"}, recorded with its host', async () => {
+    for (const host of ['global', 'europe']) {
+      const body = { fileUrl: 'https://cdn.example.com/a.png', thumbnailUrl: 'https://cdn.example.com/t.png', contentDescription: 'A cat', agentId: AGENT };
+      const r = await call(`${g.hosts[host]}/v1/files`, { method: 'POST', token, body });
+      assert.equal(r.status, 200, r.text);
+      assert.deepEqual(Object.keys(r.json), ['name']);
+      assert.match(r.json.name, /^files\/[0-9a-f]{24}$/);
+      const f = g.files.at(-1);
+      assert.deepEqual({ host: f.host, source: f.source, status: f.status, name: f.name, agentId: f.agentId, fileUrl: f.fileUrl, thumbnailUrl: f.thumbnailUrl, contentDescription: f.contentDescription },
+        { host, source: 'url', status: 200, name: r.json.name, agentId: AGENT, fileUrl: body.fileUrl, thumbnailUrl: body.thumbnailUrl, contentDescription: 'A cat' });
+      assert.deepEqual(f.body, body);
+      assert.equal(g.requests.at(-1).host, host);
+    }
+    const minimal = await call(`${g.url}/v1/files`, { method: 'POST', token, body: { fileUrl: 'http://127.0.0.1/x.pdf', agentId: AGENT } });
+    assert.equal(minimal.status, 200);
+    assert.notEqual(minimal.json.name, g.files[0].name, 'fresh ids');
+  });
+
+  test('files.create with fileUrl: missing/invalid fileUrl, unknown field, no agentId, no token', async () => {
+    const bad = [
+      { agentId: AGENT },
+      { fileUrl: 'not a url', agentId: AGENT },
+      { fileUrl: 'ftp://x/y.png', agentId: AGENT },
+      { fileUrl: 42, agentId: AGENT },
+      { fileUrl: 'https://x/y.png', thumbnailUrl: 'nope', agentId: AGENT },
+      { fileUrl: 'https://x/y.png' },
+      { fileUrl: 'https://x/y.png', agentId: AGENT, rbm: {} },
+    ];
+    for (const body of bad) assertGoogleError(await call(`${g.url}/v1/files`, { method: 'POST', token, body }), 400, 'INVALID_ARGUMENT');
+    assertGoogleError(await call(`${g.url}/v1/files`, { method: 'POST', token, body: '{nope' }), 400, 'INVALID_ARGUMENT');
+    assertGoogleError(await call(`${g.url}/v1/files`, { method: 'POST', body: { fileUrl: 'https://x/y.png', agentId: AGENT } }), 401, 'UNAUTHENTICATED');
+    assert.ok(g.files.filter((f) => f.source === 'url').every((f) => f.status === 400 && f.name === undefined));
+  });
+
+  test('media upload: 5 MiB with a length, and chunked, hashed and recorded with host, type and query', async () => {
+    const bytes = crypto.randomBytes(5 * 1024 * 1024);
+    const sha = crypto.createHash('sha256').update(bytes).digest('hex');
+    const r = await upload(g.regionUrls.asia, bytes, { type: 'video/mp4' });
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(Object.keys(r.json), ['name']);
+    assert.match(r.json.name, /^files\/[0-9a-f]{24}$/);
+    const f = g.files.at(-1);
+    assert.equal(f.host, 'asia');
+    assert.equal(f.source, 'upload');
+    assert.equal(f.status, 200);
+    assert.equal(f.name, r.json.name);
+    assert.equal(f.contentType, 'video/mp4');
+    assert.equal(f.contentLength, bytes.length);
+    assert.equal(f.chunked, false);
+    assert.equal(f.bytes, bytes.length);
+    assert.equal(f.sha256, sha);
+    assert.equal(f.agentId, AGENT);
+    assert.deepEqual(f.query, { uploadType: 'media', agentId: AGENT });
+    const rec = g.requests.at(-1);
+    assert.equal(rec.path, '/upload/v1/files');
+    assert.equal(rec.host, 'asia');
+    assert.equal(rec.bytes, bytes.length);
+    assert.equal(rec.raw, '', 'the body is not kept');
+
+    const small = crypto.randomBytes(300_000);
+    const c = await upload(g.url, small, { type: 'application/pdf', stream: true });
+    assert.equal(c.status, 200, c.text);
+    const fc = g.files.at(-1);
+    assert.equal(fc.host, 'global');
+    assert.equal(fc.chunked, true);
+    assert.equal(fc.contentLength, null);
+    assert.equal(fc.bytes, small.length);
+    assert.equal(fc.sha256, crypto.createHash('sha256').update(small).digest('hex'));
+    // Every RBM media type is accepted, parameters and case aside.
+    for (const type of [...RBM_MEDIA_TYPES, 'IMAGE/PNG', 'audio/ogg; codecs=opus']) {
+      assert.equal((await upload(g.url, Buffer.from('x'), { type })).status, 200, type);
+    }
+  });
+
+  test('media upload errors: type, agentId, uploadType, empty, token; a declared 101 MiB -> 413 before any byte', async () => {
+    const one = Buffer.from('hello');
+    assertGoogleError(await upload(g.url, one, { type: 'text/plain' }), 400, 'INVALID_ARGUMENT');
+    assertGoogleError(await upload(g.url, one, { type: 'image/svg+xml' }), 400, 'INVALID_ARGUMENT');
+    assertGoogleError(await upload(g.url, one, { query: 'uploadType=media' }), 400, 'INVALID_ARGUMENT');
+    assertGoogleError(await upload(g.url, one, { query: `agentId=${AGENT}` }), 400, 'INVALID_ARGUMENT');
+    assertGoogleError(await upload(g.url, one, { query: `uploadType=multipart&agentId=${AGENT}` }), 400, 'INVALID_ARGUMENT');
+    assertGoogleError(await upload(g.url, Buffer.alloc(0)), 400, 'INVALID_ARGUMENT');
+    assertGoogleError(await upload(g.url, one, { t: null }), 401, 'UNAUTHENTICATED');
+    assert.ok(g.files.every((f) => f.status !== 200));
+
+    // Headers only: the fake answers from Content-Length, no body needed.
+    const t0 = Date.now();
+    const r = await new Promise((resolve, reject) => {
+      const req = http.request(`${g.regionUrls.us}/upload/v1/files?uploadType=media&agentId=${AGENT}`, {
+        method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'image/png', 'content-length': String(101 * 1024 * 1024) },
+      });
+      const timer = setTimeout(() => { req.destroy(); reject(new Error('no answer within 5 s')); }, 5000);
+      req.on('response', (res) => {
+        let text = '';
+        res.on('data', (c) => { text += c; });
+        res.on('end', () => { clearTimeout(timer); req.destroy(); resolve({ status: res.statusCode, json: JSON.parse(text), connection: res.headers.connection }); });
+      });
+      req.on('error', (e) => { clearTimeout(timer); reject(e); });
+      req.flushHeaders();
+    });
+    assert.ok(Date.now() - t0 < 5000);
+    assertGoogleError(r, 413, 'INVALID_ARGUMENT');
+    assert.equal(r.connection, 'close');
+    const f = g.files.at(-1);
+    assert.equal(f.host, 'us');
+    assert.equal(f.status, 413);
+    assert.equal(f.contentLength, 101 * 1024 * 1024);
+  });
+
+  test('reset clears batchGets and files', async () => {
+    await batchGet('us', { users: [US[0]], agentId: AGENT });
+    await call(`${g.url}/v1/files`, { method: 'POST', token, body: { fileUrl: 'https://x/y.png', agentId: AGENT } });
+    assert.equal(g.batchGets.length, 1);
+    assert.equal(g.files.length, 1);
+    g.reset();
+    assert.equal(g.batchGets.length, 0);
+    assert.equal(g.files.length, 0);
+    assert.equal(g.requests.length, 0);
+  });
+});
+
+describe('google fake without regions keeps the single-host users.batchGet', () => {
+  let g, token;
+  before(async () => {
+    g = await startGoogleFake();
+    token = (await postToken(g.tokenUri, makeJwt(JSON.parse(g.serviceAccountKey)))).json.access_token;
+  });
+  after(async () => { await g?.close(); });
+
+  test('any region on the one host; odd-ended numbers reachable; no reachableUsersMap; files work', async () => {
+    assert.equal(g.regionUrls, undefined);
+    assert.deepEqual(g.hosts, { global: g.url });
+    const users = ['+12025550101', '+447700900121', '+919812345671', '+15550000500'];
+    const r = await call(`${g.url}/v1/users:batchGet`, { method: 'POST', token, body: { users, agentId: AGENT } });
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(r.json, { reachableUsers: users.slice(0, 3), totalRandomSampleUserCount: 0, reachableRandomSampleUserCount: 0 });
+    assert.equal(g.batchGets.at(-1).host, 'global');
+    assert.equal((await call(`${g.url}/v1/files`, { method: 'POST', token, body: { fileUrl: 'https://x/y.png', agentId: AGENT } })).status, 200);
   });
 });
 

@@ -130,7 +130,7 @@ function assertForwardDoc(d, ev, what) {
   assert.ok(Number.isFinite(received) && received >= t0 - 60_000 && received <= Date.now() + 60_000, `receivedAt about now; ${ctx}`);
   assert.deepEqual(doc.event, ev, `event is RBM's JSON verbatim; ${ctx}`);
   assert.equal(doc.type, 'event', `type tells a forward from a callback; ${ctx}`);
-  const allowed = new Set(['type', 'id', 'kind', 'agentId', 'phoneNumber', 'messageId', 'eventId', 'sentAt', 'receivedAt', 'event']);
+  const allowed = new Set(['type', 'id', 'kind', 'agentId', 'phoneNumber', 'messageId', 'eventId', 'sentAt', 'receivedAt', 'webhookType', 'event']);
   assert.deepEqual(Object.keys(doc).filter((k) => !allowed.has(k)), [], `no undocumented fields; ${ctx}`);
 }
 
