@@ -40,13 +40,16 @@ async fn fetch(
 }
 
 /// Consumer of the `EVENTS` queue and of its dead-letter queue (see `pipeline::queue`).
+/// Exported by hand, as `#[worker::event(queue)]` would (same name and arguments): the macro
+/// hands over a `worker::MessageBatch`, whose retry options go through serde_wasm_bindgen.
+/// Never fails: each message is acked or retried on its own.
 #[cfg(target_arch = "wasm32")]
-#[worker::event(queue)]
-async fn queue(
-    batch: worker::MessageBatch<String>,
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub async fn queue(
+    batch: worker::worker_sys::MessageBatch,
     env: worker::Env,
-    _ctx: worker::Context,
-) -> worker::Result<()> {
+    _ctx: wasm_bindgen::JsValue,
+) -> Result<wasm_bindgen::JsValue, wasm_bindgen::JsValue> {
     pipeline::queue::consume(batch, env).await;
-    Ok(())
+    Ok(wasm_bindgen::JsValue::UNDEFINED)
 }

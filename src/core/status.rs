@@ -318,7 +318,18 @@ pub struct StatusView {
 pub fn fold(message_id: &str, mut records: Vec<(RecordType, RecordMeta)>) -> Option<StatusView> {
     let status = project(records.iter().map(|(t, _)| *t))?;
     let instant = |m: &RecordMeta| parse_rfc3339_nanos(&m.at).or_else(|| parse_rfc3339_nanos(&m.received_at));
-    records.sort_by(|(ta, a), (tb, b)| instant(a).cmp(&instant(b)).then(ta.cmp(tb)));
+    let before = |(ta, a): &(RecordType, RecordMeta), (tb, b): &(RecordType, RecordMeta)| {
+        instant(a).cmp(&instant(b)).then(ta.cmp(tb)).is_lt()
+    };
+    // A stable insertion sort: a message has a handful of records (one per type), and
+    // `sort_by` would bring the standard library's driftsort into the wasm for them.
+    for i in 1..records.len() {
+        let mut j = i;
+        while j > 0 && before(&records[j], &records[j - 1]) {
+            records.swap(j, j - 1);
+            j -= 1;
+        }
+    }
     let pick = |f: fn(&RecordMeta) -> Option<&String>| -> Option<String> {
         let api = records.iter().filter(|(_, m)| m.source == Source::Api).find_map(|(_, m)| f(m));
         api.or_else(|| records.iter().find_map(|(_, m)| f(m))).cloned()

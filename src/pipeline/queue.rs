@@ -4,10 +4,11 @@
 //! Each message is acked or retried on its own and the handler always returns `Ok(())`:
 //! an `Err` from a queue handler fails (and retries) the whole batch.
 
+use js_sys::{Object, Reflect};
 use serde_json::json;
-use worker::{
-    Env, MessageBatch, MessageBuilder, MessageExt, QueueContentType, QueueRetryOptionsBuilder, RawMessage,
-};
+use wasm_bindgen::{JsCast, JsValue};
+use worker::worker_sys::{Message, MessageBatch};
+use worker::Env;
 
 use super::{apply_event, deliver_callback};
 use crate::config::Config;
@@ -34,19 +35,31 @@ pub async fn enqueue(env: &Env, job: String) -> Result<(), ApiError> {
             "The {BINDING} queue binding is missing (or set PROCESSING=inline)."
         ))
     })?;
-    let message = MessageBuilder::new(job).content_type(QueueContentType::Text).build();
-    queue.send(message).await.map_err(|e| {
+    // Called directly: `Queue::send` converts its options through serde_wasm_bindgen.
+    let options = Object::new();
+    let _ = Reflect::set(&options, &"contentType".into(), &"text".into());
+    let queue: &worker::worker_sys::Queue = queue.as_ref().unchecked_ref();
+    let sent = match queue.send(JsValue::from(job), options.into()) {
+        Ok(promise) => wasm_bindgen_futures::JsFuture::from(promise).await,
+        Err(e) => Err(e),
+    };
+    sent.map(|_| ()).map_err(|e| {
+        let e = worker::Error::from(e);
         ApiError::QueueUnavailable(format!("The {BINDING} queue did not accept the event: {e}."))
     })
 }
 
-/// A batch from `EVENTS` (work) or from the dead-letter queue (to be kept).
-pub async fn consume(batch: MessageBatch<String>, env: Env) {
+/// A batch from `EVENTS` (work) or from the dead-letter queue (to be kept). Read through the
+/// runtime's own objects: `worker::MessageBatch` converts retry options through
+/// serde_wasm_bindgen.
+pub async fn consume(batch: MessageBatch, env: Env) {
     let cfg = Config::get(&env);
-    let dead = is_dead_letter_queue(&batch.queue());
+    let queue_name = batch.queue().map(String::from).unwrap_or_default();
+    let dead = is_dead_letter_queue(&queue_name);
+    let messages = batch.messages().unwrap_or_default();
     // One at a time: duplicates in one batch then see each other's status writes.
-    for msg in batch.raw_iter() {
-        let text = msg.body().as_string().unwrap_or_default();
+    for msg in messages.iter().map(JsCast::unchecked_into::<Message>) {
+        let text = msg.body().ok().and_then(|b| b.as_string()).unwrap_or_default();
         let result = match Job::from_json(&text) {
             Ok(job) if dead => keep_dead_letter(&env, &cfg, &msg, &job).await,
             Ok(job) => run(&env, &cfg, &job).await,
@@ -57,14 +70,18 @@ pub async fn consume(batch: MessageBatch<String>, env: Env) {
             }
         };
         match result {
-            Ok(()) => msg.ack(),
+            Ok(()) => {
+                let _ = msg.ack();
+            }
             Err(e) => {
                 let delay = retry_delay(&cfg, &msg);
                 log::warn(
                     "job failed; will retry",
-                    json!({"queue": batch.queue(), "queueMessageId": msg.id(), "error": e.message(), "retryInSeconds": delay}),
+                    json!({"queue": queue_name, "queueMessageId": id(&msg), "error": e.message(), "retryInSeconds": delay}),
                 );
-                msg.retry_with_options(&QueueRetryOptionsBuilder::new().with_delay_seconds(delay).build());
+                let options = Object::new();
+                let _ = Reflect::set(&options, &"delaySeconds".into(), &JsValue::from(delay));
+                let _ = msg.retry(options.into());
             }
         }
     }
@@ -83,11 +100,16 @@ async fn run(env: &Env, cfg: &std::rc::Rc<Config>, job: &Job) -> Result<(), ApiE
     }
 }
 
-async fn keep_dead_letter(env: &Env, cfg: &Config, msg: &RawMessage, job: &Job) -> Result<(), ApiError> {
+async fn keep_dead_letter(env: &Env, cfg: &Config, msg: &Message, job: &Job) -> Result<(), ApiError> {
     let store = DeadLetters::open(env, cfg.status_ttl_secs)?;
-    store.put(&msg.id(), job, worker::Date::now().as_millis()).await?;
-    log::error("job dead-lettered; kept for replay", json!({"id": msg.id(), "job": job.kind()}));
+    store.put(&id(msg), job, worker::Date::now().as_millis()).await?;
+    log::error("job dead-lettered; kept for replay", json!({"id": id(msg), "job": job.kind()}));
     Ok(())
+}
+
+/// The queue message's id (system-generated, never absent).
+fn id(msg: &Message) -> String {
+    msg.id().map(String::from).unwrap_or_default()
 }
 
 /// The dead-letter queue is the one whose name ends in `-dlq` (wrangler.toml: `rbm-events-dlq`).
@@ -98,8 +120,9 @@ fn is_dead_letter_queue(name: &str) -> bool {
 /// Backoff without an attempt counter (workers-rs does not expose it): the delay is the
 /// message's age, clamped to [RETRY_DELAY_SECONDS, 600]. Each retry roughly doubles the age,
 /// so delays grow geometrically: 10, 20, 40, … 600 s with the default.
-fn retry_delay(cfg: &Config, msg: &RawMessage) -> u32 {
-    let age_secs = worker::Date::now().as_millis().saturating_sub(msg.timestamp().as_millis()) / 1000;
+fn retry_delay(cfg: &Config, msg: &Message) -> u32 {
+    let sent_ms = msg.timestamp().map_or(0.0, |t| t.get_time()) as u64;
+    let age_secs = worker::Date::now().as_millis().saturating_sub(sent_ms) / 1000;
     let base = cfg.retry_delay_secs;
     let delay = if base == 0 { 0 } else { age_secs.clamp(base, MAX_RETRY_DELAY_SECS.max(base)) };
     u32::try_from(delay).unwrap_or(u32::MAX)

@@ -8,7 +8,6 @@
 //! ```
 
 use serde::Serialize;
-use worker::kv::KvStore;
 use worker::Env;
 
 use crate::core::event::Decoded;
@@ -16,6 +15,7 @@ use crate::core::ids::is_valid_message_id;
 use crate::core::pipeline::Job;
 use crate::core::time::format_rfc3339_millis;
 use crate::error::ApiError;
+use crate::store::kv::Namespace;
 use crate::store::status::BINDING;
 
 const PREFIX: &str = "dlq:";
@@ -37,7 +37,8 @@ pub struct DeadLetterMeta {
 
 impl DeadLetterMeta {
     /// Read by hand (a derived `Deserialize` costs the wasm more).
-    fn from_value(v: &serde_json::Value) -> Option<DeadLetterMeta> {
+    fn from_json(text: &str) -> Option<DeadLetterMeta> {
+        let v: serde_json::Value = serde_json::from_str(text).ok()?;
         let s = |k: &str| v.get(k).and_then(serde_json::Value::as_str).map(String::from);
         Some(DeadLetterMeta {
             dead_at: s("deadAt")?,
@@ -57,7 +58,7 @@ pub struct DeadLetter {
 }
 
 pub struct DeadLetters {
-    kv: KvStore,
+    kv: Namespace,
     ttl_secs: u64,
 }
 
@@ -67,7 +68,7 @@ fn storage(e: worker::kv::KvError) -> ApiError {
 
 impl DeadLetters {
     pub fn open(env: &Env, ttl_secs: u64) -> Result<DeadLetters, ApiError> {
-        let kv = env.kv(BINDING).map_err(|_| ApiError::ConfigMissing(BINDING))?;
+        let kv = Namespace::bound(env, BINDING).ok_or(ApiError::ConfigMissing(BINDING))?;
         Ok(DeadLetters { kv, ttl_secs })
     }
 
@@ -90,46 +91,33 @@ impl DeadLetters {
     }
 
     async fn put_raw(&self, id: &str, value: String, meta: DeadLetterMeta) -> Result<(), ApiError> {
+        let meta = serde_json::to_string(&meta).unwrap_or_default();
         self.kv
-            .put_bytes(&format!("{PREFIX}{id}"), value.as_bytes())
-            .map_err(storage)?
-            .metadata(meta)
-            .map_err(storage)?
-            .expiration_ttl(self.ttl_secs.max(60))
-            .execute()
+            .put_text(&format!("{PREFIX}{id}"), &value, Some(&meta), self.ttl_secs.max(60))
             .await
             .map_err(storage)
     }
 
     /// One page of dead letters and the cursor of the next page, if any.
     pub async fn list(&self, cursor: Option<String>) -> Result<(Vec<DeadLetter>, Option<String>), ApiError> {
-        let mut q = self.kv.list().prefix(PREFIX.into()).limit(PAGE);
-        if let Some(c) = cursor {
-            q = q.cursor(c);
-        }
-        let page = q.execute().await.map_err(storage)?;
+        let page = self.kv.list_page(PREFIX, Some(PAGE), cursor.as_deref()).await.map_err(storage)?;
         let items = page
             .keys
             .into_iter()
             .map(|k| DeadLetter {
                 id: k.name.trim_start_matches(PREFIX).to_string(),
-                meta: k.metadata.as_ref().and_then(DeadLetterMeta::from_value),
+                meta: k.metadata.as_deref().and_then(DeadLetterMeta::from_json),
             })
             .collect();
-        Ok((items, if page.list_complete { None } else { page.cursor }))
+        Ok((items, page.cursor))
     }
 
     /// The stored entry (value and metadata) as kept, whether or not it still reads as a job.
     pub async fn get(&self, id: &str) -> Result<Option<(String, Option<DeadLetterMeta>)>, ApiError> {
         check_id(id)?;
-        let (value, meta) = self
-            .kv
-            .get(&format!("{PREFIX}{id}"))
-            .text_with_metadata::<serde_json::Value>()
-            .await
-            .map_err(storage)?;
+        let (value, meta) = self.kv.text_with_metadata(&format!("{PREFIX}{id}")).await.map_err(storage)?;
         // Odd metadata never makes an entry unreachable.
-        Ok(value.map(|v| (v, meta.as_ref().and_then(DeadLetterMeta::from_value))))
+        Ok(value.map(|v| (v, meta.as_deref().and_then(DeadLetterMeta::from_json))))
     }
 
     /// Takes an entry out for replay: removed first, so a second replay finds nothing; put
@@ -159,7 +147,7 @@ impl DeadLetters {
 
     pub async fn delete(&self, id: &str) -> Result<(), ApiError> {
         check_id(id)?;
-        self.kv.delete(&format!("{PREFIX}{id}")).await.map_err(storage)
+        self.kv.remove(&format!("{PREFIX}{id}")).await.map_err(storage)
     }
 }
 

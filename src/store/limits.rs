@@ -8,6 +8,7 @@
 //! - Budget (`maxSends`): a counter in the token's own `Conversation` object (`b:{jti}`),
 //!   exact under concurrency, deleted a minute after the token expires.
 
+use wasm_bindgen::{JsCast, JsValue};
 use worker::Env;
 
 use crate::conversation::client as conversation;
@@ -27,12 +28,17 @@ async fn take(env: &Env, limiter: &str, keys: &[String], what: &str) -> Result<(
     let Ok(limiter) = env.rate_limiter(limiter) else {
         return Ok(()); // not bound: no limit
     };
+    // Called directly: `RateLimiter::limit` converts its one-field argument and answer through
+    // serde_wasm_bindgen.
+    let limiter: &worker::worker_sys::RateLimiter = limiter.as_ref().unchecked_ref();
+    let failed = |e: worker::Error| ApiError::StorageUnavailable(format!("The rate limiter failed: {e}."));
     for key in keys {
-        let outcome = limiter
-            .limit(key.clone())
-            .await
-            .map_err(|e| ApiError::StorageUnavailable(format!("The rate limiter failed: {e}.")))?;
-        if !outcome.success {
+        let options = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&options, &"key".into(), &JsValue::from_str(key));
+        let promise = limiter.limit(options).map_err(|e| failed(e.into()))?;
+        let outcome = wasm_bindgen_futures::JsFuture::from(promise).await.map_err(|e| failed(e.into()))?;
+        let success = js_sys::Reflect::get(&outcome, &"success".into()).ok().and_then(|v| v.as_bool());
+        if !success.ok_or_else(|| failed("no outcome".into()))? {
             return Err(ApiError::RateLimited {
                 message: format!("Too many {what}; slow down."),
                 retry_after_secs: RATE_PERIOD_SECS,

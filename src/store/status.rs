@@ -12,17 +12,17 @@
 //! Writes are blind puts (no read first); the view is one `list` of the prefix, folded by
 //! `core::status::fold`. See the module doc of `core::status` for why.
 
-use worker::kv::KvStore;
 use worker::Env;
 
 use crate::core::ids::is_valid_message_id;
 use crate::core::status::{fold, key, key_prefix, type_of_key, RecordMeta, RecordType, StatusView};
 use crate::error::ApiError;
+use crate::store::kv::Namespace;
 
 pub const BINDING: &str = "STATUS";
 
 pub struct StatusStore {
-    kv: KvStore,
+    kv: Namespace,
     ttl_secs: u64,
     /// Test builds only (`crate::faults`): every write fails.
     fail_writes: bool,
@@ -30,7 +30,7 @@ pub struct StatusStore {
 
 impl StatusStore {
     pub fn open(env: &Env, ttl_secs: u64) -> Result<StatusStore, ApiError> {
-        let kv = env.kv(BINDING).map_err(|_| ApiError::ConfigMissing(BINDING))?;
+        let kv = Namespace::bound(env, BINDING).ok_or(ApiError::ConfigMissing(BINDING))?;
         Ok(StatusStore { kv, ttl_secs, fail_writes: crate::faults::injected(env, "kv_put") })
     }
 
@@ -58,12 +58,8 @@ impl StatusStore {
         let unavailable = |e: worker::kv::KvError| {
             ApiError::StorageUnavailable(format!("The status store did not accept the write: {e}."))
         };
-        // As bytes: `put` with a &str goes through serde and float formatting (kilobytes of wasm).
-        let mut put = self.kv.put_bytes(key, value.as_bytes()).map_err(unavailable)?;
-        if let Some(meta) = meta {
-            put = put.metadata(meta).map_err(unavailable)?;
-        }
-        put.expiration_ttl(self.ttl_secs.max(60)).execute().await.map_err(unavailable)
+        let meta = meta.map(|m| serde_json::to_string(&m).unwrap_or_default());
+        self.kv.put_text(key, value, meta.as_deref(), self.ttl_secs.max(60)).await.map_err(unavailable)
     }
 
     /// The folded status of `message_id`, or `None` when nothing is recorded.
@@ -78,7 +74,7 @@ impl StatusStore {
         }
         let prefix = key_prefix(message_id);
         let page =
-            self.kv.list().prefix(prefix.clone()).execute().await.map_err(|e| {
+            self.kv.list_page(&prefix, None, None).await.map_err(|e| {
                 ApiError::StorageUnavailable(format!("The status store could not be read: {e}."))
             })?;
         Ok(page
@@ -86,7 +82,7 @@ impl StatusStore {
             .into_iter()
             .filter_map(|k| {
                 let t = type_of_key(&k.name, &prefix)?;
-                let meta = RecordMeta::from_value(&k.metadata?)?;
+                let meta = RecordMeta::from_json(&k.metadata?)?;
                 Some((t, meta))
             })
             .collect())
@@ -98,8 +94,7 @@ impl StatusStore {
             return Err(ApiError::InvalidMessageId);
         }
         self.kv
-            .get(&key(message_id, t))
-            .text()
+            .text(&key(message_id, t))
             .await
             .map_err(|e| ApiError::StorageUnavailable(format!("The status store could not be read: {e}.")))
     }
