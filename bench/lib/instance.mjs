@@ -133,13 +133,18 @@ export function makeStdioSink(keep = 200) {
 
 /**
  * Starts one Miniflare instance from `options` (Miniflare worker options) and waits for the
- * first `expectStatus` answer on `probePath` through the direct socket.
+ * first `expectStatus` answer on `probePath` through the direct socket. `tmpDir`: where
+ * Miniflare makes its temp dir (its local KV / Durable Object / queue storage); the caller
+ * removes it.
  * Returns {mf, url, pids, cold: {readyMs, first200Ms, firstRequestMs, spawnToFirst200Ms}, dispose}.
  */
-export async function startInstance(options, { probePath = '/healthz', expectStatus = 200, workerdPath = null, serverCpus = null } = {}) {
+export async function startInstance(options, { probePath = '/healthz', expectStatus = 200, workerdPath = null, serverCpus = null, tmpDir = null } = {}) {
   const before = new Set(descendants(process.pid).filter((p) => p.comm === 'workerd').map((p) => p.pid));
   const prevPath = process.env.MINIFLARE_WORKERD_PATH;
+  const prevTmp = process.env.TMPDIR;
   if (workerdPath) process.env.MINIFLARE_WORKERD_PATH = workerdPath;
+  // Miniflare puts its temp dir (local storage included) under os.tmpdir(), read in its constructor.
+  if (tmpDir) process.env.TMPDIR = tmpDir;
   const t0 = performance.now();
   let mf;
   const inst = { mf: null, pids: [], url: null, disposed: false };
@@ -153,6 +158,10 @@ export async function startInstance(options, { probePath = '/healthz', expectSta
     if (workerdPath) {
       if (prevPath === undefined) delete process.env.MINIFLARE_WORKERD_PATH;
       else process.env.MINIFLARE_WORKERD_PATH = prevPath;
+    }
+    if (tmpDir) {
+      if (prevTmp === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = prevTmp;
     }
   }
   inst.mf = mf;
