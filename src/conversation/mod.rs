@@ -19,6 +19,8 @@
 
 pub mod client;
 
+use std::cell::Cell;
+
 use serde_json::{json, Value};
 use worker::{
     durable_object, DurableObject, Env, Request, Response, ResponseBuilder, SqlStorageValue, State,
@@ -70,6 +72,13 @@ pub const PROTOCOL: &str = "rbm-edge.v1";
 pub struct Conversation {
     state: State,
     env: Env,
+    /// Fetched once: every statement otherwise crosses into JS twice more to find it.
+    sql: worker::SqlStorage,
+    /// The alarm this instance last set or saw (`schedule`), if any.
+    alarm_at: Cell<Option<i64>>,
+    /// A statement since the last `schedule` wrote a table with timers (outbox, fallbacks,
+    /// budget): the alarm may be owed earlier than the one set.
+    timers_touched: Cell<bool>,
 }
 
 /// A row read positionally (`SqlCursor::raw`): typed row structs would each bring their own
@@ -123,10 +132,11 @@ fn sql_err(e: worker::Error) -> ApiError {
 
 impl DurableObject for Conversation {
     fn new(state: State, env: Env) -> Self {
-        if let Err(e) = state.storage().sql().exec(SCHEMA, None) {
+        let sql = state.storage().sql();
+        if let Err(e) = sql.exec(SCHEMA, None) {
             log::error("conversation schema not created", json!({"error": e.to_string()}));
         }
-        Conversation { state, env }
+        Conversation { state, env, sql, alarm_at: Cell::new(None), timers_touched: Cell::new(true) }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
@@ -182,12 +192,11 @@ impl DurableObject for Conversation {
 }
 
 impl Conversation {
-    fn sql(&self) -> worker::SqlStorage {
-        self.state.storage().sql()
-    }
-
     fn exec(&self, q: &str, args: Vec<SqlStorageValue>) -> Result<worker::SqlCursor, ApiError> {
-        self.sql().exec(q, args).map_err(sql_err)
+        if !q.starts_with("SELECT") && ["outbox", "fallbacks", "budget"].iter().any(|t| q.contains(t)) {
+            self.timers_touched.set(true);
+        }
+        self.sql.exec(q, args).map_err(sql_err)
     }
 
     fn rows(&self, q: &str, args: Vec<SqlStorageValue>) -> Result<Vec<Row>, ApiError> {
@@ -241,7 +250,12 @@ impl Conversation {
             }
             Op::TakeSend { max, units, expires_at_ms } => self.take_send(max, units, expires_at_ms).await?,
         };
-        self.schedule().await?;
+        // Most ops (a text, a receipt without callback) only add content, which the sweep
+        // alarm already set covers: six queries and an alarm read saved per event.
+        let sweep_covered = self.alarm_at.get().is_some_and(|t| t <= now_ms() + SWEEP_EVERY_MS);
+        if self.timers_touched.get() || !sweep_covered {
+            self.schedule().await?;
+        }
         Ok(json_response(200, &out))
     }
 
@@ -682,6 +696,7 @@ impl Conversation {
     /// Sets the alarm for the next owed callback or retention sweep; an object with nothing
     /// left deletes its storage (an idle, empty conversation costs nothing).
     async fn schedule(&self) -> Result<(), ApiError> {
+        self.timers_touched.set(false);
         let next_callback = self.scalar("SELECT MIN(next_at) FROM outbox", vec![])?;
         let next_fallback = self.scalar(
             "SELECT MIN(next_at) FROM fallbacks WHERE state IN ('waiting', 'revoking', 'sending')",
@@ -706,9 +721,13 @@ impl Conversation {
                 let current = storage.get_alarm().await.map_err(sql_err)?;
                 if current.is_none_or(|c| c > at) {
                     storage.set_alarm(at.saturating_sub(now_ms()).max(0)).await.map_err(sql_err)?;
+                    self.alarm_at.set(Some(at));
+                } else {
+                    self.alarm_at.set(current);
                 }
             }
             None if self.state.get_websockets().is_empty() => {
+                self.alarm_at.set(None);
                 let _ = storage.delete_alarm().await;
                 storage.delete_all().await.map_err(sql_err)?;
                 self.exec(SCHEMA, vec![])?; // delete_all drops the tables too
@@ -812,10 +831,7 @@ struct OutboundItem<'a> {
 
 /// The history item of a user message.
 fn inbound_view(m: &InboundMessage) -> Value {
-    let mut v: Value = serde_json::to_string(m)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_else(|| json!({}));
+    let mut v = serde_json::to_value(m).unwrap_or_else(|_| json!({}));
     if let Value::Object(map) = &mut v {
         map.insert("direction".into(), "inbound".into());
     }
