@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::event::{Decoded, RbmEvent, UserContent, UserEventType};
 use super::ids::is_valid_message_id;
 use super::status::{RecordMeta, RecordType};
-use super::time::{format_rfc3339_millis, parse_rfc3339_nanos};
+use super::time::{format_rfc3339_millis, parse_rfc3339_millis, parse_rfc3339_nanos};
 
 /// Messages a history page holds at most.
 pub const MAX_PAGE: usize = 100;
@@ -227,7 +227,7 @@ pub fn op_for_event(
 
 /// Milliseconds since the epoch of an RFC 3339 time (0 when unreadable): the history order.
 pub fn order_ms(at: &str) -> i64 {
-    parse_rfc3339_nanos(at).map_or(0, |n| (n / 1_000_000) as i64)
+    parse_rfc3339_millis(at).unwrap_or(0)
 }
 
 /// A history cursor: the position of the last message of a page (`at_ms`, message id).

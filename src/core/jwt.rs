@@ -7,7 +7,7 @@
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 pub const RBM_SCOPE: &str = "https://www.googleapis.com/auth/rcsbusinessmessaging";
 pub const GOOGLE_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
@@ -15,13 +15,11 @@ pub const GOOGLE_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
 pub const ASSERTION_LIFETIME_SECS: u64 = 3600;
 
 /// The fields of a service-account JSON key that the flow needs (others are ignored).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct ServiceAccountKey {
     pub client_email: String,
     pub private_key: String,
-    #[serde(default)]
     pub private_key_id: Option<String>,
-    #[serde(default)]
     pub token_uri: Option<String>,
 }
 
@@ -50,7 +48,23 @@ impl KeyError {
 
 impl ServiceAccountKey {
     pub fn parse(json: &str) -> Result<ServiceAccountKey, KeyError> {
-        let key: ServiceAccountKey = serde_json::from_str(json).map_err(|_| KeyError::NotJson)?;
+        // Read by hand from a JSON value (a derived `Deserialize` costs the wasm more): the two
+        // strings are required, the optional ones may be absent or null; any other type is
+        // not a key.
+        let v: serde_json::Value = serde_json::from_str(json).map_err(|_| KeyError::NotJson)?;
+        let obj = v.as_object().ok_or(KeyError::NotJson)?;
+        let optional = |k: &str| match obj.get(k) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(KeyError::NotJson),
+        };
+        let required = |k: &str| optional(k)?.ok_or(KeyError::NotJson);
+        let key = ServiceAccountKey {
+            client_email: required("client_email")?,
+            private_key: required("private_key")?,
+            private_key_id: optional("private_key_id")?,
+            token_uri: optional("token_uri")?,
+        };
         if key.client_email.trim().is_empty() {
             return Err(KeyError::MissingField("client_email"));
         }

@@ -4,6 +4,20 @@
 /// Nanoseconds since the Unix epoch for an RFC 3339 timestamp such as
 /// `2018-12-31T15:01:23.045123456Z` or `2026-01-01T01:00:00+01:00`; `None` if malformed.
 pub fn parse_rfc3339_nanos(s: &str) -> Option<i128> {
+    let (secs, frac_nanos) = parse_rfc3339(s)?;
+    Some(i128::from(secs) * 1_000_000_000 + i128::from(frac_nanos))
+}
+
+/// The same in whole milliseconds (truncated toward zero, as `nanos / 1_000_000`), computed
+/// without 128-bit division (which would bring its runtime routine into the wasm).
+pub fn parse_rfc3339_millis(s: &str) -> Option<i64> {
+    let (secs, frac_nanos) = parse_rfc3339(s)?;
+    let floor = secs * 1000 + frac_nanos / 1_000_000;
+    Some(if floor < 0 && frac_nanos % 1_000_000 != 0 { floor + 1 } else { floor })
+}
+
+/// Seconds since the epoch and the fraction in nanoseconds (0..1e9).
+fn parse_rfc3339(s: &str) -> Option<(i64, i64)> {
     let b = s.as_bytes();
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
         return None;
@@ -63,7 +77,7 @@ pub fn parse_rfc3339_nanos(s: &str) -> Option<i128> {
     };
     let days = days_from_civil(year, month, day);
     let secs = days * 86_400 + hour * 3600 + min * 60 + sec - offset_secs;
-    Some(i128::from(secs) * 1_000_000_000 + i128::from(frac_nanos))
+    Some((secs, frac_nanos))
 }
 
 /// Formats milliseconds since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ` (like JS `toISOString`).
@@ -211,6 +225,24 @@ mod tests {
         assert_eq!(parse_rfc3339_nanos("2018-12-31T15:01:23Z"), Some(1_546_268_483_000_000_000));
         assert_eq!(parse_rfc3339_nanos("2018-12-31T16:01:23.5+01:00"), Some(1_546_268_483_500_000_000));
         assert_eq!(parse_rfc3339_nanos("1970-01-01T00:00:00Z"), Some(0));
+    }
+
+    #[test]
+    fn millis_are_the_nanos_truncated() {
+        for t in [
+            "2018-12-31T15:01:23.045123456Z",
+            "2018-12-31T15:01:23Z",
+            "1970-01-01T00:00:00Z",
+            "1969-12-31T23:59:59.999999Z",
+            "1969-12-31T23:59:59.5005Z",
+            "1969-12-31T23:59:59.001Z",
+            "0001-01-01T00:00:00.000000001Z",
+            "9999-12-31T23:59:59.999999999+01:00",
+        ] {
+            let nanos = parse_rfc3339_nanos(t).expect(t);
+            assert_eq!(parse_rfc3339_millis(t), Some((nanos / 1_000_000) as i64), "{t}");
+        }
+        assert_eq!(parse_rfc3339_millis("nope"), None);
     }
 
     #[test]
