@@ -65,7 +65,7 @@ pub fn media_types() -> String {
 pub fn parse_url_request(body: &[u8]) -> Result<(Option<String>, Map<String, Value>), ValidationError> {
     let err = |path: &str, message: &str| ValidationError { path: path.into(), message: message.into() };
     let v: Value =
-        serde_json::from_slice(body).map_err(|e| err("", &format!("the body is not valid JSON: {e}")))?;
+        super::json::parse(body).map_err(|e| err("", &format!("the body is not valid JSON: {e}")))?;
     let Value::Object(mut obj) = v else {
         return Err(err("", "the body must be a JSON object"));
     };

@@ -12,6 +12,7 @@ pub mod event;
 pub mod fallback;
 pub mod files;
 pub mod ids;
+pub mod json;
 pub mod jwt;
 pub mod outbound;
 pub mod pipeline;

@@ -29,7 +29,7 @@ fn err(path: &str, message: &str) -> ValidationError {
 /// `{"phoneNumbers":[E.164…],"agentId"?}`.
 pub fn parse_request(body: &[u8]) -> Result<Request, ValidationError> {
     let v: Value =
-        serde_json::from_slice(body).map_err(|e| err("", &format!("the body is not valid JSON: {e}")))?;
+        super::json::parse(body).map_err(|e| err("", &format!("the body is not valid JSON: {e}")))?;
     let obj = v.as_object().ok_or_else(|| err("", "the body must be a JSON object"))?;
     if let Some(k) = obj.keys().find(|k| !["phoneNumbers", "agentId"].contains(&k.as_str())) {
         return Err(err(k, "is not a reachability field (phoneNumbers, agentId)"));

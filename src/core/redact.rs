@@ -21,7 +21,7 @@ const CONTENT_KEYS: &[&str] =
 /// A raw event for a log line: JSON with every string that looks like a phone number masked
 /// and user content replaced by `"[redacted]"`; anything else (not JSON) by its length only.
 pub fn redact_event(raw: &[u8]) -> String {
-    match serde_json::from_slice::<Value>(raw) {
+    match super::json::parse(raw) {
         Ok(mut v) => {
             redact_value(&mut v);
             v.to_string()

@@ -341,7 +341,7 @@ pub fn verify(key: &[u8], token: &str, now_secs: u64) -> Result<Claims, TokenErr
 /// A base64url (unpadded) part that must decode to a JSON object.
 fn decode_object(part: &str) -> Result<Map<String, Value>, TokenError> {
     let bytes = URL_SAFE_NO_PAD.decode(part.as_bytes()).map_err(|_| TokenError::Malformed)?;
-    match serde_json::from_slice::<Value>(&bytes) {
+    match super::json::parse(&bytes) {
         Ok(Value::Object(map)) => Ok(map),
         _ => Err(TokenError::Malformed),
     }
@@ -443,7 +443,7 @@ pub fn claims_from_request(
     default_agent: Option<&str>,
 ) -> Result<Claims, ValidationError> {
     let err = |path: &str, message: &str| ValidationError { path: path.into(), message: message.into() };
-    let body: Value = serde_json::from_slice(body).map_err(|_| err("", "the body is not valid JSON"))?;
+    let body = super::json::parse(body).map_err(|_| err("", "the body is not valid JSON"))?;
     let Value::Object(fields) = body else {
         return Err(err("", "the body must be a JSON object"));
     };

@@ -201,9 +201,10 @@ fn one_matching<'a>(
     what: &str,
     is_kind: impl Fn(&str) -> bool,
 ) -> Checked<(&'a str, &'a Value)> {
-    let mut found: Vec<(&str, &Value)> =
+    let found: Vec<(&str, &Value)> =
         obj.iter().filter(|(k, v)| !v.is_null() && is_kind(k)).map(|(k, v)| (k.as_str(), v)).collect();
-    found.sort_unstable_by_key(|(k, _)| *k); // the same message whatever the map's key order
+    // Listed in key order (the same message whatever order the body had): serde_json's map is
+    // a BTreeMap here (no `preserve_order`), so no sort is needed.
     match found.as_slice() {
         [one] => Ok(*one),
         [] => fail(path, format!("must contain exactly one of {what} (found none)")),
@@ -355,7 +356,7 @@ fn parse_object(body: &[u8]) -> Checked<Obj> {
     if body.len() > MAX_BODY_BYTES {
         return fail("", format!("must be at most {MAX_BODY_BYTES} bytes (got {})", body.len()));
     }
-    match serde_json::from_slice::<Value>(body) {
+    match super::json::parse(body) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => fail("", "must be a JSON object"),
         Err(e) => fail("", format!("must be valid JSON ({e})")),
