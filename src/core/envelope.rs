@@ -7,6 +7,7 @@
 
 use base64::engine::general_purpose::STANDARD_PAD_INDIFFERENT;
 use base64::Engine as _;
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 /// Largest webhook body accepted (RBM events are a few KB; a user file is a URI, not bytes).
@@ -53,71 +54,68 @@ impl EnvelopeError {
     }
 }
 
-/// Valid JSON of the wrong shape (not an object, or a field of the wrong type).
-const WRONG_SHAPE: EnvelopeError = EnvelopeError::NotAnEnvelope(
-    "the body is JSON but not an RBM webhook envelope (a field has the wrong type)",
-);
-
-/// An optional field: absent or null is `None`; `Err` when it is of another kind.
-fn optional<'a, T>(
-    obj: &'a Map<String, Value>,
-    key: &str,
-    kind: impl Fn(&'a Value) -> Option<T>,
-) -> Result<Option<T>, EnvelopeError> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => kind(v).map(Some).ok_or(WRONG_SHAPE),
-    }
+// One pass over the body: every field we might need, each optional, so a handshake and an
+// envelope share a parse. Types are checked here (a non-string `secret` fails the parse).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Wire {
+    client_token: Option<Value>,
+    secret: Option<Value>,
+    message: Option<WireMessage>,
+    subscription: Option<String>,
 }
 
-fn string(v: &Value) -> Option<String> {
-    v.as_str().map(String::from)
+#[derive(Deserialize)]
+struct WireMessage {
+    data: Option<Value>,
+    // Pub/Sub push sends both spellings of each (Google's own samples show both): separate
+    // fields, since serde rejects an alias that appears twice as a duplicate field.
+    #[serde(rename = "messageId")]
+    message_id: Option<String>,
+    #[serde(rename = "message_id")]
+    message_id_snake: Option<String>,
+    #[serde(rename = "publishTime")]
+    publish_time: Option<String>,
+    #[serde(rename = "publish_time")]
+    publish_time_snake: Option<String>,
+    attributes: Option<Map<String, Value>>,
 }
 
 /// Parses a webhook body. Does not verify anything: the caller checks the handshake token or
 /// the event signature next.
-///
-/// One pass over the body, read by hand from a JSON value (a derived `Deserialize` per struct
-/// costs the wasm more): every field we might need, each optional, so a handshake and an
-/// envelope share a parse. Types are checked before anything is used (a non-string `secret`
-/// or `subscription` fails the whole body).
 pub fn parse_webhook_body(body: &[u8]) -> Result<WebhookBody, EnvelopeError> {
     // Not UTF-8 is not JSON either; parsing text keeps to the one JSON reader the wasm has.
-    let text = std::str::from_utf8(body).map_err(|_| EnvelopeError::NotJson)?;
-    let wire: Value = serde_json::from_str(text).map_err(|_| EnvelopeError::NotJson)?;
-    let Value::Object(wire) = wire else {
-        return Err(WRONG_SHAPE);
+    let Ok(text) = std::str::from_utf8(body) else {
+        return Err(EnvelopeError::NotJson);
     };
-    let present = |k: &str| optional(&wire, k, Some);
-    let (client_token, secret) = (present("clientToken")?, present("secret")?);
-    let subscription = optional(&wire, "subscription", string)?;
-    if let Some(msg) = optional(&wire, "message", Value::as_object)? {
-        // Pub/Sub push spells these both ways, often both at once (Google's own samples show
-        // both): the camelCase one wins.
-        let either = |camel: &str, snake: &str| match optional(msg, camel, string)? {
-            Some(v) => Ok(Some(v)),
-            None => optional(msg, snake, string),
-        };
-        let message_id = either("messageId", "message_id")?;
-        let publish_time = either("publishTime", "publish_time")?;
-        let attributes = optional(msg, "attributes", Value::as_object)?.cloned();
-        let data = match optional(msg, "data", Some)? {
+    let wire: Wire = match serde_json::from_str(text) {
+        Ok(w) => w,
+        // Valid JSON of the wrong shape (array, string, wrong field types) vs not JSON at all.
+        Err(e) if e.is_data() => {
+            return Err(EnvelopeError::NotAnEnvelope(
+                "the body is JSON but not an RBM webhook envelope (a field has the wrong type)",
+            ))
+        }
+        Err(_) => return Err(EnvelopeError::NotJson),
+    };
+    if let Some(msg) = wire.message {
+        let data = match msg.data {
             Some(Value::String(s)) => s,
             Some(_) => return Err(EnvelopeError::NotAnEnvelope("message.data must be a string")),
             None => return Err(EnvelopeError::NotAnEnvelope("message.data is missing")),
         };
-        let data = decode_data(data)?;
+        let data = decode_data(&data)?;
         return Ok(WebhookBody::Event(Envelope {
             data,
-            pubsub_message_id: message_id,
-            publish_time,
-            attributes,
-            subscription,
+            pubsub_message_id: msg.message_id.or(msg.message_id_snake),
+            publish_time: msg.publish_time.or(msg.publish_time_snake),
+            attributes: msg.attributes,
+            subscription: wire.subscription,
         }));
     }
-    match (client_token, secret) {
+    match (wire.client_token, wire.secret) {
         (Some(Value::String(client_token)), Some(Value::String(secret))) => {
-            Ok(WebhookBody::Handshake { client_token: client_token.clone(), secret: secret.clone() })
+            Ok(WebhookBody::Handshake { client_token, secret })
         }
         (None, None) => {
             Err(EnvelopeError::NotAnEnvelope("the body has neither message.data nor clientToken and secret"))

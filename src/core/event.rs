@@ -10,7 +10,7 @@
 //! The decoded JSON is kept verbatim next to the typed view (`Decoded::raw`), so fields we do
 //! not model yet are never lost when an event is logged, queued or forwarded.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One decoded event: the typed view and the exact JSON text RBM sent (known to be one valid
 /// JSON object, so it can be embedded verbatim in documents we build).
@@ -144,6 +144,8 @@ pub struct NotUnderstood {
 }
 
 // Every key RBM uses, each optional; unknown keys are skipped here and kept in `raw`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct Wire {
     agent_id: Option<String>,
     sender_phone_number: Option<String>,
@@ -199,60 +201,24 @@ fn user_file(v: &serde_json::Value) -> UserFile {
     }
 }
 
-impl Wire {
-    /// Read by hand from a JSON value (a derived `Deserialize` costs the wasm more): the
-    /// string fields must be strings (or null/absent), as the derive required.
-    fn from_value(v: serde_json::Value) -> Result<Wire, String> {
-        let serde_json::Value::Object(mut m) = v else {
-            return Err("not an object".into());
-        };
-        let mut s = |k: &str| match m.remove(k) {
-            None | Some(serde_json::Value::Null) => Ok(None),
-            Some(serde_json::Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(format!("{k} is not a string")),
-        };
-        let mut wire = Wire {
-            agent_id: s("agentId")?,
-            sender_phone_number: s("senderPhoneNumber")?,
-            phone_number: s("phoneNumber")?,
-            message_id: s("messageId")?,
-            event_id: s("eventId")?,
-            send_time: s("sendTime")?,
-            event_type: s("eventType")?,
-            text: s("text")?,
-            new_launch_state: s("newLaunchState")?,
-            suggestion_response: None,
-            location: None,
-            user_file: None,
-            agent_launch_event: None,
-        };
-        // Objects: any JSON value is kept (read leniently later); null counts as absent.
-        let mut object = |k: &str| m.remove(k).filter(|v| !v.is_null());
-        wire.suggestion_response = object("suggestionResponse");
-        wire.location = object("location");
-        wire.user_file = object("userFile");
-        wire.agent_launch_event = object("agentLaunchEvent");
-        Ok(wire)
-    }
-}
-
 impl Decoded {
     /// Decodes the bytes of `message.data` (after the signature was verified) in one parse:
-    /// the whole document is parsed (unknown fields too, then dropped from the typed view), so
-    /// success proves the bytes are one JSON object and the raw text can be kept without a
-    /// second validation pass.
+    /// deserialising into `Wire` checks the whole document (unknown fields are still parsed,
+    /// just not kept), so success proves the bytes are one JSON object and the raw text can be
+    /// kept without a second validation pass.
     pub fn from_bytes(data: Vec<u8>) -> Result<Decoded, NotUnderstood> {
         let starts_with_brace = data.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
         if !starts_with_brace {
             return Err(NotUnderstood { why: "the event is not a JSON object".into(), data });
         }
+        // UTF-8 first, then the text reader: the one JSON parser the wasm has (core::json).
         let raw = match String::from_utf8(data) {
             Ok(raw) => raw,
             Err(e) => {
                 return Err(NotUnderstood { why: "the event is not UTF-8".into(), data: e.into_bytes() })
             }
         };
-        match serde_json::from_str(&raw).map_err(|e| e.to_string()).and_then(Wire::from_value) {
+        match serde_json::from_str::<Wire>(&raw) {
             Ok(wire) => Ok(Decoded { event: RbmEvent::from_wire(wire), raw }),
             Err(e) => Err(NotUnderstood {
                 why: format!("the event is not valid RBM JSON: {e}"),
