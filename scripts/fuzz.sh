@@ -16,7 +16,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
-ALL_TARGETS="webhook event status validate service_key token pipeline"
+ALL_TARGETS="webhook event status validate service_key token pipeline api_bodies"
 FUZZ_TARGETS=${FUZZ_TARGETS:-$ALL_TARGETS}
 say() { printf 'fuzz: %s\n' "$*"; }
 

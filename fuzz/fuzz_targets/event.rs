@@ -39,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = targets(e, Some(&ForwardKinds::default()));
     let id = stable_event_id(&decoded, None);
     assert_eq!(id, stable_event_id(&again, None), "the stable id is stable");
-    let doc = forward_document(&decoded, &id, 0);
+    let doc = forward_document(&decoded, &id, 0, Some("fuzz"));
     assert!(!doc.is_empty());
     serde_json::from_str::<serde::de::IgnoredAny>(&doc).expect("forward document is JSON");
 });

@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
         default_agent: (settings & 8 != 0).then_some("default_agent"),
         mode: if settings & 1 != 0 { Mode::Inline } else { Mode::Queue },
     };
-    let receipt = Receipt { received_at: 1_767_225_600_000, pubsub_message_id: None, publish_time: None };
+    let receipt = Receipt { received_at: 1_767_225_600_000, pubsub_message_id: None, publish_time: None, webhook_type: None };
 
     match intake(&decoded, &receipt, &cfg) {
         Intake::Enqueue(job) => {

@@ -94,7 +94,7 @@ fn check_body(body: &[u8]) {
     assert!(!t.is_empty(), "\"*\" forwards every kind");
     let id = stable_event_id(&decoded, envelope.pubsub_message_id.as_deref());
     assert!(id.starts_with("rbm_"));
-    let doc = forward_document(&decoded, &id, RECEIVED_AT_MS);
+    let doc = forward_document(&decoded, &id, RECEIVED_AT_MS, None);
     let parsed: serde_json::Map<String, serde_json::Value> = match serde_json::from_str(&doc) {
         Ok(m) => m,
         // serde_json's strict Value parser refuses some JSON the lenient event parse keeps

@@ -195,7 +195,9 @@ pub fn op_for_event(
         RbmEvent::UserEvent(u) if u.event_type == UserEventType::IsTyping => Op::Typing,
         RbmEvent::UserMessage(m) => {
             let raw: Value = serde_json::from_str(&decoded.raw).ok()?;
-            let field = |k: &str| raw.get(k).cloned().filter(|v| !v.is_null());
+            // Content objects only, as `Op::from_json` reads them back (a string `userFile` is
+            // nothing to show; the fuzzer found the two disagreeing).
+            let field = |k: &str| raw.get(k).cloned().filter(Value::is_object);
             let kind = e.kind().to_string();
             Op::Inbound {
                 message: InboundMessage {
@@ -271,6 +273,17 @@ mod tests {
     }
     const AT: &str = "2026-01-01T00:00:00.000Z";
     const AT_MS: u64 = 1_767_225_600_000;
+
+    #[test]
+    fn content_that_is_not_an_object_is_not_kept_and_the_op_round_trips() {
+        let d =
+            decode(r#"{"agentId":"a","senderPhoneNumber":"+12223334444","messageId":"u1","userFile":"x"}"#);
+        let (_, _, op) = op_for_event(&d, AT_MS, None).expect("a user message");
+        let Op::Inbound { message } = &op else { panic!("{op:?}") };
+        assert_eq!(message.user_file, None);
+        let json = serde_json::to_string(&op).expect("serializes");
+        assert_eq!(Op::from_json(&json), Ok(op));
+    }
 
     #[test]
     fn events_map_to_their_conversation() {
