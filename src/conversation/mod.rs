@@ -193,10 +193,15 @@ impl DurableObject for Conversation {
 
 impl Conversation {
     fn exec(&self, q: &str, args: Vec<SqlStorageValue>) -> Result<worker::SqlCursor, ApiError> {
-        if !q.starts_with("SELECT") && ["outbox", "fallbacks", "budget"].iter().any(|t| q.contains(t)) {
+        let cursor = self.sql.exec(q, args).map_err(sql_err)?;
+        // A write that changed a timer table (not, say, a DELIVERED's cancel of no fallback).
+        if !q.starts_with("SELECT")
+            && ["outbox", "fallbacks", "budget"].iter().any(|t| q.contains(t))
+            && cursor.rows_written() > 0
+        {
             self.timers_touched.set(true);
         }
-        self.sql.exec(q, args).map_err(sql_err)
+        Ok(cursor)
     }
 
     fn rows(&self, q: &str, args: Vec<SqlStorageValue>) -> Result<Vec<Row>, ApiError> {
