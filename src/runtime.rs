@@ -3,7 +3,9 @@
 
 use futures_util::future::{select, Either};
 use wasm_bindgen::JsCast;
-use worker::{AbortController, Delay, Fetch, Request, Response};
+use wasm_bindgen::JsValue;
+use wasm_bindgen_futures::JsFuture;
+use worker::{AbortController, Delay, Request};
 
 /// A random RFC 4122 v4 UUID from the runtime's CSPRNG (`crypto.randomUUID()`).
 pub fn random_uuid() -> Result<String, String> {
@@ -59,19 +61,50 @@ pub enum FetchError {
     Network(String),
 }
 
-/// Sends `req`, aborting it after `timeout_ms`.
-pub async fn fetch_with_timeout(req: Request, timeout_ms: u64) -> Result<Response, FetchError> {
+/// An upstream's answer, kept as the runtime's `Response`: worker's `Response` would turn its
+/// body into a stream read chunk by chunk (each read crossing into JS, and the reader's
+/// `releaseLock` building an exception with a stack trace), where `text()` is one call.
+pub struct Answer(web_sys::Response);
+
+impl Answer {
+    pub fn status_code(&self) -> u16 {
+        self.0.status()
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.0.headers().get(name).ok().flatten()
+    }
+
+    /// The whole body as text; empty if it cannot be read.
+    pub async fn text(&self) -> String {
+        match self.0.text() {
+            Ok(p) => JsFuture::from(p).await.ok().and_then(|v| v.as_string()).unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+}
+
+/// The message of a JS exception or rejection.
+pub fn js_message(e: &JsValue) -> String {
+    e.dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .or_else(|| e.as_string())
+        .unwrap_or_else(|| "unknown error".into())
+}
+
+/// Sends `req` through the runtime's fetch, aborting it after `timeout_ms`.
+pub async fn fetch_with_timeout(req: Request, timeout_ms: u64) -> Result<Answer, FetchError> {
     let controller = AbortController::default();
-    let signal = controller.signal();
-    let fetch = Fetch::Request(req);
-    let send = fetch.send_with_signal(&signal);
+    let init = web_sys::RequestInit::new();
+    init.set_signal(Some(&controller.signal()));
+    let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+    let send = JsFuture::from(global.fetch_with_request_and_init(req.inner(), &init));
     let deadline = Delay::from(std::time::Duration::from_millis(timeout_ms));
-    futures_util::pin_mut!(send);
     match select(send, deadline).await {
-        Either::Left((Ok(resp), _)) => Ok(resp),
+        Either::Left((Ok(resp), _)) => Ok(Answer(resp.unchecked_into())),
         // The runtime's messages end in a full stop; ours add their own.
         Either::Left((Err(e), _)) => {
-            Err(FetchError::Network(e.to_string().trim_end_matches('.').to_string()))
+            Err(FetchError::Network(js_message(&e).trim_end_matches('.').to_string()))
         }
         Either::Right(((), _)) => {
             controller.abort();

@@ -4,7 +4,10 @@
 use serde_json::Value;
 use worker::{Env, Headers, Method, Request, Response, Stub};
 
-use crate::runtime::request;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+
+use crate::runtime::{js_message, request};
 
 use crate::core::conversation::Op;
 use crate::error::ApiError;
@@ -33,9 +36,19 @@ pub async fn op(env: &Env, name: &str, op: &Op) -> Result<Value, ApiError> {
     let headers = Headers::new();
     let _ = headers.set("content-type", "application/json");
     let req = request("POST", &format!("{BASE}/op"), &headers, Some(&body)).map_err(ApiError::Internal)?;
-    let mut resp = stub(env, name)?.fetch_with_request(req).await.map_err(unavailable)?;
-    let status = resp.status_code();
-    let text = resp.text().await.map_err(unavailable)?;
+    // The runtime's stub and Response directly: the answer's body in one `text()` (worker's
+    // Response would read it as a stream).
+    let stub: worker::worker_sys::DurableObject = stub(env, name)?.into_rpc();
+    let failed = |e: JsValue| {
+        ApiError::StorageUnavailable(format!("The conversation object failed: {}.", js_message(&e)))
+    };
+    let resp: web_sys::Response = JsFuture::from(stub.fetch_with_request(req.inner()).map_err(failed)?)
+        .await
+        .map_err(failed)?
+        .unchecked_into();
+    let status = resp.status();
+    let text =
+        JsFuture::from(resp.text().map_err(failed)?).await.map_err(failed)?.as_string().unwrap_or_default();
     let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
     if status != 200 {
         let message = value["error"]["message"].as_str().unwrap_or("no message").to_string();

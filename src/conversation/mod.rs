@@ -541,7 +541,7 @@ impl Conversation {
         }
         let request = crate::runtime::request("POST", &req.url, &headers, Some(&req.body))?;
         let (status, body) = match crate::runtime::fetch_with_timeout(request, cfg.timeout_ms).await {
-            Ok(mut resp) => (Some(resp.status_code()), resp.text().await.unwrap_or_default()),
+            Ok(resp) => (Some(resp.status_code()), resp.text().await),
             Err(_) => (None, String::new()),
         };
         match fallback::sms_answer(status, &body) {

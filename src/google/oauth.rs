@@ -124,7 +124,7 @@ async fn fetch_token(
     let token_uri = key.token_uri().to_string();
     let req = request("POST", &token_uri, &headers, Some(&token_request_body(&assertion)))
         .map_err(|_| ApiError::ConfigInvalid(SETTING, "token_uri is not a valid URL".into()))?;
-    let mut resp = match fetch_with_timeout(req, timeout_ms).await {
+    let resp = match fetch_with_timeout(req, timeout_ms).await {
         Ok(r) => r,
         Err(FetchError::Timeout) => {
             return Err(ApiError::UpstreamTimeout(format!(
@@ -143,7 +143,7 @@ async fn fetch_token(
             "The OAuth token endpoint {token_uri} answered HTTP {status}, which is not an answer to a token request."
         )));
     }
-    let text = resp.text().await.unwrap_or_default();
+    let text = resp.text().await;
     if status != 200 {
         // Google answers {"error":"invalid_grant","error_description":"…"}: name the error
         // code only (descriptions can quote the assertion's claims).

@@ -104,7 +104,7 @@ async fn send(
     let req = request_js(method, url, &headers, body.map(|(b, _)| b)).map_err(|_| {
         ApiError::ConfigInvalid("RBM_API_BASE", format!("{} does not make a valid URL", url_origin(url)))
     })?;
-    let mut resp = match fetch_with_timeout(req, timeout_ms).await {
+    let resp = match fetch_with_timeout(req, timeout_ms).await {
         Ok(r) => r,
         Err(FetchError::Timeout) => {
             return Err(ApiError::UpstreamTimeout(format!("RBM did not answer within {timeout_ms} ms.")))
@@ -120,8 +120,8 @@ async fn send(
             "RBM answered HTTP {status}, which cannot be relayed (expected 200-599 with a JSON body)."
         )));
     }
-    let retry_after = resp.headers().get("retry-after").ok().flatten();
-    let text = resp.text().await.unwrap_or_default();
+    let retry_after = resp.header("retry-after");
+    let text = resp.text().await;
     let body = if text.trim().is_empty() {
         Value::Null
     } else {
