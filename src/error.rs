@@ -162,9 +162,11 @@ pub fn json_response(status: u16, body: &impl serde::Serialize) -> Response {
         return Response::builder().with_status(status).empty();
     }
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
-    let headers = Headers::new();
-    let _ = headers.set("content-type", "application/json");
-    Response::builder().with_status(status).with_headers(headers).fixed(bytes)
+    // The builder's own headers (`with_headers` would replace a Headers object it already made).
+    match Response::builder().with_status(status).with_header("content-type", "application/json") {
+        Ok(builder) => builder.fixed(bytes),
+        Err(_) => Response::builder().with_status(status).fixed(bytes),
+    }
 }
 
 /// A `text/plain` response (the webhook handshake answers the secret this way).

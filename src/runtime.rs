@@ -7,6 +7,12 @@ use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::JsFuture;
 use worker::{AbortController, Delay, Request};
 
+/// Milliseconds since the Unix epoch: `Date.now()`, one call and no `Date` object (worker's
+/// `Date::now()` builds one per reading).
+pub fn now_ms() -> u64 {
+    js_sys::Date::now() as u64
+}
+
 /// A random RFC 4122 v4 UUID from the runtime's CSPRNG (`crypto.randomUUID()`).
 pub fn random_uuid() -> Result<String, String> {
     let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();

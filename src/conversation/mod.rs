@@ -123,7 +123,7 @@ impl MessageRow {
 }
 
 fn now_ms() -> i64 {
-    worker::Date::now().as_millis() as i64
+    crate::runtime::now_ms() as i64
 }
 
 fn sql_err(e: worker::Error) -> ApiError {

@@ -54,7 +54,7 @@ pub async fn access_token(cfg: &Config, now_ms: u64) -> Result<String, ApiError>
     // A fetch is bounded by the timeout; waiting longer than that means its request died.
     let give_up_after = cfg.timeout_ms + 1_000;
     loop {
-        let now = worker::Date::now().as_millis().max(now_ms);
+        let now = crate::runtime::now_ms().max(now_ms);
         let next = STATE.with(|s| {
             let mut s = s.borrow_mut();
             if let Some((token, until)) = &s.token {
@@ -81,7 +81,7 @@ pub async fn access_token(cfg: &Config, now_ms: u64) -> Result<String, ApiError>
             Next::Wait => Delay::from(std::time::Duration::from_millis(WAIT_STEP_MS)).await,
             Next::Fetch => {
                 let result = fetch_token(&key, cfg.timeout_ms, now).await;
-                let ended = worker::Date::now().as_millis();
+                let ended = crate::runtime::now_ms();
                 STATE.with(|s| {
                     let mut s = s.borrow_mut();
                     s.fetching_since = None;

@@ -36,7 +36,7 @@ pub struct Cx {
 /// Routes one request. Never fails: every error becomes its JSON response here.
 pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
     let cfg = Config::get(&env);
-    let cx = Cx { env, cfg, now_ms: worker::Date::now().as_millis(), ctx };
+    let cx = Cx { env, cfg, now_ms: crate::runtime::now_ms(), ctx };
     let path = req.path();
     // Routing ignores repeated leading slashes (`//v1/messages`); so must CORS.
     let api = path.trim_start_matches('/').starts_with("v1/");
@@ -65,11 +65,12 @@ pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
 
 async fn route(req: Request, path: &str, cx: &Cx) -> Result<Response, ApiError> {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    // workers-rs maps methods it does not know (PROPFIND, PURGE, …) to GET: check the raw one.
-    if !KNOWN_METHODS.contains(&req.inner().method().as_str()) {
+    // workers-rs maps methods it does not know (PROPFIND, PURGE, …) to GET: a GET's raw method
+    // is checked (the others are what they say).
+    let method = req.method();
+    if method == Method::Get && !KNOWN_METHODS.contains(&req.inner().method().as_str()) {
         return Err(ApiError::MethodNotAllowed);
     }
-    let method = req.method();
     match segments.as_slice() {
         ["healthz"] => {
             allow(&method, &[Method::Get, Method::Head])?;

@@ -19,7 +19,7 @@ use crate::runtime::{fetch_with_timeout, request, FetchError};
 /// POSTs `body` to `url`, signed with `key` under `webhook-id` `id`.
 pub async fn deliver(cfg: &Config, url: &str, key: &[u8], id: &str, body: &str) -> Result<(), ApiError> {
     let shown = url_origin(url);
-    let timestamp = worker::Date::now().as_millis() / 1000;
+    let timestamp = crate::runtime::now_ms() / 1000;
     let headers = Headers::new();
     let _ = headers.set("content-type", "application/json");
     let _ = headers.set("user-agent", concat!("rbm-edge/", env!("CARGO_PKG_VERSION")));

@@ -60,7 +60,7 @@ pub async fn keep_unparseable(
     let store = DeadLetters::open(env, cfg.status_ttl_secs)?;
     let id = crate::core::pipeline::unparseable_id(&data);
     let job = Job::Unparseable { data, why, meta: receipt };
-    store.put(&id, &job, worker::Date::now().as_millis()).await?;
+    store.put(&id, &job, crate::runtime::now_ms()).await?;
     log::error("verified event not understood; kept as a dead letter", json!({"id": id}));
     Ok(())
 }

@@ -102,7 +102,7 @@ async fn run(env: &Env, cfg: &std::rc::Rc<Config>, job: &Job) -> Result<(), ApiE
 
 async fn keep_dead_letter(env: &Env, cfg: &Config, msg: &Message, job: &Job) -> Result<(), ApiError> {
     let store = DeadLetters::open(env, cfg.status_ttl_secs)?;
-    store.put(&id(msg), job, worker::Date::now().as_millis()).await?;
+    store.put(&id(msg), job, crate::runtime::now_ms()).await?;
     log::error("job dead-lettered; kept for replay", json!({"id": id(msg), "job": job.kind()}));
     Ok(())
 }
@@ -122,7 +122,7 @@ fn is_dead_letter_queue(name: &str) -> bool {
 /// so delays grow geometrically: 10, 20, 40, … 600 s with the default.
 fn retry_delay(cfg: &Config, msg: &Message) -> u32 {
     let sent_ms = msg.timestamp().map_or(0.0, |t| t.get_time()) as u64;
-    let age_secs = worker::Date::now().as_millis().saturating_sub(sent_ms) / 1000;
+    let age_secs = crate::runtime::now_ms().saturating_sub(sent_ms) / 1000;
     let base = cfg.retry_delay_secs;
     let delay = if base == 0 { 0 } else { age_secs.clamp(base, MAX_RETRY_DELAY_SECS.max(base)) };
     u32::try_from(delay).unwrap_or(u32::MAX)
