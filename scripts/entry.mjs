@@ -5,8 +5,10 @@
 // new Proxy and an async function, which costs more CPU than a small request's own work
 // (GET /healthz: 1.44x a plain JS Worker with it, 1.07x without). The default export becomes a
 // plain module-worker object calling the same glue, with the same recovery after a wasm trap
-// (checkReinitialize before, handleMaybeCritical on a throw or a rejection). Durable Object
-// classes keep worker-build's Proxy: it rebuilds a live object after a reinitialisation.
+// (checkReinitialize before, handleMaybeCritical on a throw or a rejection). The Durable Object
+// class gets a plain wrapper class instead of the Proxy (which made a new Proxy and an async
+// function on every call), keeping what the Proxy did: the wasm object is rebuilt with the
+// same constructor arguments after a reinitialisation.
 //
 // Usage: node scripts/entry.mjs <out-dir> <esbuild binary>
 import fs from 'node:fs';
@@ -23,6 +25,11 @@ for (const needed of [target, 'function checkReinitialize()', 'function handleMa
     process.exit(1);
   }
 }
+const objectClass = 'var Conversation2 = new Proxy(Conversation, classProxyHooks);';
+if (!src.includes(objectClass)) {
+  console.error(`scripts/entry.mjs: ${objectClass} not found in ${file}`);
+  process.exit(1);
+}
 const entry = `
 function rbmGuard(run) {
   checkReinitialize();
@@ -37,8 +44,32 @@ function rbmGuard(run) {
 var shim_default = {
   fetch: (request, env, ctx) => rbmGuard(() => fetch(request, env, ctx)),
   queue: (batch, env, ctx) => rbmGuard(() => queue(batch, env, ctx)),
-};`;
-fs.writeFileSync(file, src.replace(target, entry));
+};
+function rbmWrapClass(Inner) {
+  class Wrapped {
+    constructor(...args) {
+      checkReinitialize();
+      this.rbmArgs = args;
+      this.rbmId = initState.instanceId;
+      this.rbmInner = new Inner(...args);
+    }
+  }
+  for (const name of Object.getOwnPropertyNames(Inner.prototype)) {
+    const d = Object.getOwnPropertyDescriptor(Inner.prototype, name);
+    if (name === "constructor" || typeof d.value !== "function") continue;
+    Wrapped.prototype[name] = function (...args) {
+      return rbmGuard(() => {
+        if (this.rbmId !== initState.instanceId) {
+          this.rbmInner = new Inner(...this.rbmArgs);
+          this.rbmId = initState.instanceId;
+        }
+        return this.rbmInner[name](...args);
+      });
+    };
+  }
+  return Wrapped;
+}`;
+fs.writeFileSync(file, src.replace(target, entry).replace(objectClass, 'var Conversation2 = rbmWrapClass(Conversation);'));
 execFileSync(esbuild, [
   file, '--minify', '--format=esm', '--allow-overwrite', `--outfile=${file}`, '--log-level=warning',
 ], { stdio: 'inherit' });
