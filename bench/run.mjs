@@ -801,7 +801,7 @@ async function main() {
   }
   if (byId[2] && byId['2d']) {
     analysis.push(`rbm-edge's user text (2) ${byId[2].cpuMsPerReq} ms vs its JS twin (2d) ${byId['2d'].cpuMsPerReq} ms: ~${round(byId[2].cpuMsPerReq - byId['2d'].cpuMsPerReq, 3)} ms more per request ` +
-      '(besides the wasm shell, rbm-edge\'s conversation object re-plans its alarm after every op (schedule(): four SELECTs and a getAlarm) and answers through serde; the twin does one INSERT).');
+      '(the wasm shell: async glue, Request/Response objects, JSON through serde; rbm-edge\'s object also broadcasts the live frame; both do one INSERT).');
   }
   if (byId[3] && byId['3t']) {
     analysis.push(`status view (3) ${byId[3].cpuMsPerReq} ms vs its JS twin (3t) ${byId['3t'].cpuMsPerReq} ms; both over a namespace of the same 1000 keys (Miniflare's local KV list scans the whole namespace).`);
