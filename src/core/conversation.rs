@@ -194,10 +194,10 @@ pub fn op_for_event(
     let op = match e {
         RbmEvent::UserEvent(u) if u.event_type == UserEventType::IsTyping => Op::Typing,
         RbmEvent::UserMessage(m) => {
-            let raw: Value = serde_json::from_str(&decoded.raw).ok()?;
-            // Content objects only, as `Op::from_json` reads them back (a string `userFile` is
-            // nothing to show; the fuzzer found the two disagreeing).
-            let field = |k: &str| raw.get(k).cloned().filter(Value::is_object);
+            // The content's object (objects only, as `Op::from_json` reads them back: a string
+            // `userFile` is nothing to show), under its own kind's key.
+            let object =
+                |kind: fn(&UserContent) -> bool| m.content_object.clone().filter(|_| kind(&m.content));
             let kind = e.kind().to_string();
             Op::Inbound {
                 message: InboundMessage {
@@ -206,9 +206,9 @@ pub fn op_for_event(
                         UserContent::Text(t) => Some(t.clone()),
                         _ => None,
                     },
-                    suggestion_response: field("suggestionResponse"),
-                    location: field("location"),
-                    user_file: field("userFile"),
+                    suggestion_response: object(|c| matches!(c, UserContent::SuggestionResponse(_))),
+                    location: object(|c| matches!(c, UserContent::Location(_))),
+                    user_file: object(|c| matches!(c, UserContent::UserFile(_))),
                     at: m
                         .send_time
                         .clone()

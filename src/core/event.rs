@@ -40,6 +40,10 @@ pub struct UserMessage {
     pub message_id: Option<String>,
     pub send_time: Option<String>,
     pub content: UserContent,
+    /// The content's JSON object as RBM sent it (suggestionResponse, location, userFile), for
+    /// the conversation history: kept from the one parse, never parsed again.
+    #[serde(skip)]
+    pub content_object: Option<serde_json::Value>,
 }
 
 /// Exactly one of these per user message.
@@ -266,14 +270,14 @@ impl RbmEvent {
                 event_type,
             });
         }
-        let content = if let Some(t) = w.text {
-            UserContent::Text(t)
+        let (content, object) = if let Some(t) = w.text {
+            (UserContent::Text(t), None)
         } else if let Some(s) = w.suggestion_response {
-            UserContent::SuggestionResponse(suggestion_response(&s))
+            (UserContent::SuggestionResponse(suggestion_response(&s)), Some(s))
         } else if let Some(l) = w.location {
-            UserContent::Location(location(&l))
+            (UserContent::Location(location(&l)), Some(l))
         } else if let Some(f) = w.user_file {
-            UserContent::UserFile(user_file(&f))
+            (UserContent::UserFile(user_file(&f)), Some(f))
         } else if let Some(l) = w.agent_launch_event.filter(serde_json::Value::is_object) {
             return RbmEvent::AgentLaunch(AgentLaunch {
                 agent_id: str_field(&l, "agentId").or(w.agent_id),
@@ -297,6 +301,7 @@ impl RbmEvent {
             message_id: w.message_id,
             send_time: w.send_time,
             content,
+            content_object: object.filter(serde_json::Value::is_object),
         })
     }
 
