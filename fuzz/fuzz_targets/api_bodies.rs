@@ -1,5 +1,5 @@
 //! The request bodies of bulk reachability and file uploads on arbitrary bytes:
-//! `reachability::parse_request`, `plan`, `merge_into`/`answer`, `files::parse_url_request`
+//! `reachability::parse_request`, `plan`, `answer`, `files::parse_url_request`
 //! and `upload_kind`.
 //!
 //! Invariants: no panic; an accepted reachability request has 1..=10 000 distinct E.164
@@ -12,9 +12,9 @@
 use libfuzzer_sys::fuzz_target;
 use rbm_edge::core::files::{parse_url_request, upload_kind};
 use rbm_edge::core::ids::is_e164;
-use rbm_edge::core::reachability::{answer, merge_into, parse_request, plan, CHUNK, MAX_NUMBERS};
+use rbm_edge::core::reachability::{answer, parse_request, plan, CHUNK, MAX_NUMBERS};
 use rbm_edge::core::region::Region;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(req) = parse_request(data) {
@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(req.numbers.iter().all(|n| is_e164(n)));
         let calls = plan(&req.numbers);
         let mut seen: Vec<&str> = Vec::new();
-        let mut by_region: Vec<(Region, Map<String, Value>)> = Vec::new();
+        let mut answers: Vec<(Region, Value)> = Vec::new();
         for (i, (region, chunk)) in calls.iter().enumerate() {
             assert!(!chunk.is_empty() && chunk.len() <= CHUNK);
             assert!(chunk.iter().all(|n| Region::of_number(n) == *region));
@@ -30,20 +30,13 @@ fuzz_target!(|data: &[u8]| {
             // Every other chunk's numbers reachable, as RBM would list them.
             let reachable: Vec<&str> = if i % 2 == 0 { chunk.clone() } else { Vec::new() };
             let rbm = json!({"reachableUsers": reachable, "totalRandomSampleUserCount": chunk.len()});
-            match by_region.last_mut() {
-                Some((r, acc)) if r == region => merge_into(acc, rbm),
-                _ => {
-                    let mut acc = Map::new();
-                    merge_into(&mut acc, rbm);
-                    by_region.push((*region, acc));
-                }
-            }
+            answers.push((*region, rbm));
         }
         seen.sort_unstable();
         let mut wanted: Vec<&str> = req.numbers.iter().map(String::as_str).collect();
         wanted.sort_unstable();
         assert_eq!(seen, wanted, "every number in exactly one call");
-        let out = answer("agent", &req.numbers, by_region);
+        let out = answer("agent", &req.numbers, answers);
         let count = |k: &str| out[k].as_array().map_or(0, Vec::len);
         assert_eq!(count("reachable") + count("notReachable"), req.numbers.len());
     }

@@ -91,7 +91,7 @@ pub fn batch_body(numbers: &[&str], agent: &str) -> String {
 
 /// Adds one chunk's answer into its region's: `reachableUsers` concatenated, counts summed,
 /// `reachableUsersMap` merged key by key; other fields kept from the first answer.
-pub fn merge_into(acc: &mut Map<String, Value>, answer: Value) {
+fn merge_into(acc: &mut Map<String, Value>, answer: Value) {
     let Value::Object(answer) = answer else { return };
     for (k, v) in answer {
         match acc.get_mut(&k) {
@@ -117,8 +117,20 @@ fn merge_value(old: &mut Value, new: Value) {
 }
 
 /// The answer: `{"agentId","reachable","notReachable","byRegion"}`, reachable and not
-/// reachable in request order.
-pub fn answer(agent: &str, numbers: &[String], by_region: Vec<(Region, Map<String, Value>)>) -> Value {
+/// reachable in request order. `answers` are RBM's, one per call of [`plan`], in its order
+/// (a region's chunks are consecutive): each region's are merged into one.
+pub fn answer(agent: &str, numbers: &[String], answers: Vec<(Region, Value)>) -> Value {
+    let mut by_region: Vec<(Region, Map<String, Value>)> = Vec::new();
+    for (region, rbm) in answers {
+        match by_region.last_mut() {
+            Some((r, acc)) if *r == region => merge_into(acc, rbm),
+            _ => {
+                let mut acc = Map::new();
+                merge_into(&mut acc, rbm);
+                by_region.push((region, acc));
+            }
+        }
+    }
     let mut reachable = Map::new();
     for (_, a) in &by_region {
         for n in a.get("reachableUsers").and_then(Value::as_array).into_iter().flatten() {
@@ -184,24 +196,24 @@ mod tests {
 
     #[test]
     fn answers_merge_per_region() {
-        let mut eu = Map::new();
-        merge_into(
-            &mut eu,
-            json!({"reachableUsers": ["+447700900001"], "totalRandomSampleUserCount": 3, "reachableRandomSampleUserCount": 1}),
-        );
-        merge_into(
-            &mut eu,
-            json!({"reachableUsers": ["+447700900003"], "totalRandomSampleUserCount": 4, "reachableRandomSampleUserCount": 2, "reachableUsersMap": {"a": ["+1"]}}),
-        );
-        let mut us = Map::new();
-        merge_into(&mut us, json!({"reachableUsers": [], "reachableUsersMap": {"a": ["+14155550100"]}}));
-        merge_into(
-            &mut us,
-            json!({"reachableUsers": [], "reachableUsersMap": {"a": ["+14155550102"], "b": []}}),
-        );
+        let answers = vec![
+            (Region::Us, json!({"reachableUsers": [], "reachableUsersMap": {"a": ["+14155550100"]}})),
+            (
+                Region::Us,
+                json!({"reachableUsers": [], "reachableUsersMap": {"a": ["+14155550102"], "b": []}}),
+            ),
+            (
+                Region::Europe,
+                json!({"reachableUsers": ["+447700900001"], "totalRandomSampleUserCount": 3, "reachableRandomSampleUserCount": 1}),
+            ),
+            (
+                Region::Europe,
+                json!({"reachableUsers": ["+447700900003"], "totalRandomSampleUserCount": 4, "reachableRandomSampleUserCount": 2, "reachableUsersMap": {"a": ["+1"]}}),
+            ),
+        ];
         let numbers: Vec<String> =
             ["+447700900001", "+447700900002", "+447700900003", "+14155550100"].map(String::from).into();
-        let out = answer("agent_x", &numbers, vec![(Region::Us, us), (Region::Europe, eu)]);
+        let out = answer("agent_x", &numbers, answers);
         assert_eq!(out["reachable"], json!(["+447700900001", "+447700900003"]));
         assert_eq!(out["notReachable"], json!(["+447700900002", "+14155550100"]));
         assert_eq!(out["byRegion"]["europe"]["totalRandomSampleUserCount"], 7);

@@ -5,12 +5,12 @@ use std::future::Future;
 use std::task::Poll;
 
 use futures_util::future::{maybe_done, poll_fn};
-use serde_json::{json, Map, Value};
+use serde_json::json;
 use worker::{Method, Request, Response};
 
 use super::auth::Caller;
 use super::{agent_for, read_body, Cx};
-use crate::core::reachability::{answer, batch_body, merge_into, parse_request, plan};
+use crate::core::reachability::{answer, batch_body, parse_request, plan};
 use crate::core::token::Scope;
 use crate::error::ApiError;
 use crate::google::rbm;
@@ -24,7 +24,7 @@ const CONCURRENCY: usize = 4;
 pub async fn check(mut req: Request, caller: &Caller, cx: &Cx) -> Result<Response, ApiError> {
     let body = read_body(&mut req, MAX_BODY).await?;
     let request = parse_request(&body)?;
-    caller.require(Scope::CapabilitiesRead, None)?;
+    // Every number checked (the list is never empty, so the scope is too).
     for n in &request.numbers {
         caller.require(Scope::CapabilitiesRead, Some(n))?;
     }
@@ -61,7 +61,7 @@ pub async fn check(mut req: Request, caller: &Caller, cx: &Cx) -> Result<Respons
         answers.extend(wave.iter_mut().filter_map(|f| f.as_mut().take_output()));
     }
 
-    let mut by_region: Vec<(_, Map<String, Value>)> = Vec::new();
+    let mut merged = Vec::with_capacity(calls.len());
     for ((region, _), answer) in calls.iter().zip(answers) {
         let answer = answer?;
         if !answer.is_success() {
@@ -69,14 +69,7 @@ pub async fn check(mut req: Request, caller: &Caller, cx: &Cx) -> Result<Respons
             let out = json!({"agentId": agent, "region": region.as_str(), "rbm": answer.body});
             return Ok(answer.respond(&out));
         }
-        match by_region.last_mut() {
-            Some((r, acc)) if r == region => merge_into(acc, answer.body),
-            _ => {
-                let mut acc = Map::new();
-                merge_into(&mut acc, answer.body);
-                by_region.push((*region, acc));
-            }
-        }
+        merged.push((*region, answer.body));
     }
-    Ok(crate::error::json_response(200, &answer(&agent, &request.numbers, by_region)))
+    Ok(crate::error::json_response(200, &answer(&agent, &request.numbers, merged)))
 }
