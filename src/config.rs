@@ -104,14 +104,12 @@ impl Config {
         let timeout_ms = number("RBM_TIMEOUT_MS", DEFAULT_TIMEOUT_MS, 1, 120_000);
         let retry_delay_secs = number("RETRY_DELAY_SECONDS", DEFAULT_RETRY_DELAY_SECS, 0, 3600);
         let revoke_window_secs = number("FALLBACK_REVOKE_WINDOW_SECONDS", 3600, 3, 86_400);
-        let processing = match get("PROCESSING").as_deref().map(str::trim) {
-            None | Some("queue") => Mode::Queue,
-            Some("inline") => Mode::Inline,
-            Some(_) => {
-                invalid.get_or_insert(("PROCESSING", "expected queue or inline".into()));
-                Mode::Queue
-            }
-        };
+        let processing = either(
+            get("PROCESSING"),
+            "PROCESSING",
+            [("queue", Mode::Queue), ("inline", Mode::Inline)],
+            &mut invalid,
+        );
         let twilio = match (get("TWILIO_ACCOUNT_SID"), get("TWILIO_AUTH_TOKEN")) {
             (None, None) => None,
             (Some(account_sid), Some(auth_token)) => {
@@ -133,14 +131,12 @@ impl Config {
             }
             _ => Some(Err("TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN go together".to_string())),
         };
-        let keep_history = match get("CONVERSATION_HISTORY").as_deref().map(str::trim) {
-            None | Some("on") => true,
-            Some("off") => false,
-            Some(_) => {
-                invalid.get_or_insert(("CONVERSATION_HISTORY", "expected on or off".into()));
-                true
-            }
-        };
+        let keep_history = either(
+            get("CONVERSATION_HISTORY"),
+            "CONVERSATION_HISTORY",
+            [("on", true), ("off", false)],
+            &mut invalid,
+        );
         let standard_webhooks_key =
             |name: &str| get(name).map(|s| parse_secret(&s).map_err(|e| e.describe().to_string()));
         let forward_key = standard_webhooks_key("FORWARD_SECRET");
@@ -148,14 +144,12 @@ impl Config {
             Some(k) => Some(("CALLBACK_SECRET", k)),
             None => forward_key.clone().map(|k| ("FORWARD_SECRET", k)),
         };
-        let allow_insecure = match get("ALLOW_INSECURE_CALLBACKS").as_deref().map(str::trim) {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(_) => {
-                invalid.get_or_insert(("ALLOW_INSECURE_CALLBACKS", "expected true or false".into()));
-                false
-            }
-        };
+        let allow_insecure = either(
+            get("ALLOW_INSECURE_CALLBACKS"),
+            "ALLOW_INSECURE_CALLBACKS",
+            [("false", false), ("true", true)],
+            &mut invalid,
+        );
         let callback_policy = parse_origins(&get("CALLBACK_ORIGINS").unwrap_or_default())
             .map(|origins| CallbackPolicy { origins, allow_insecure });
         let token_key = get("TOKEN_SIGNING_KEY").map(|k| {
@@ -293,6 +287,25 @@ fn parsed<'a, T>(v: &'a Parsed<T>, name: &'static str) -> Result<&'a T, ApiError
         None => Err(ApiError::ConfigMissing(name)),
         Some(Ok(t)) => Ok(t),
         Some(Err(why)) => Err(ApiError::ConfigInvalid(name, why.clone())),
+    }
+}
+
+/// A setting of two values, the first the default; anything else is reported as unusable
+/// (`expected a or b`) and the default used.
+fn either<T: Copy>(
+    value: Option<String>,
+    name: &'static str,
+    [(a, default), (b, other)]: [(&str, T); 2],
+    invalid: &mut Option<(&'static str, String)>,
+) -> T {
+    match value.as_deref().map(str::trim) {
+        None => default,
+        Some(v) if v == a => default,
+        Some(v) if v == b => other,
+        Some(_) => {
+            invalid.get_or_insert((name, format!("expected {a} or {b}")));
+            default
+        }
     }
 }
 
