@@ -24,6 +24,7 @@
 //   main   PROCESSING=inline, the four RBM hosts, RBM_AGENT_REGIONS=brand_eu=europe,
 //          TOKEN_SIGNING_KEY, FORWARD_URL (default FORWARD_KINDS) to the sink
 //   kinds  the same with FORWARD_KINDS=agentLaunch only (FORWARD_KINDS cannot differ in one Worker)
+//          and an RBM_QUERY_LIMITER of 5 calls a minute (Google's 600, scaled down)
 //
 // The 413 test sends the headers first; wrangler dev's local stack (its proxy Worker and
 // workerd) runs the Worker only once the declared body has arrived, whatever Content-Length
@@ -84,12 +85,19 @@ function workerConfig(extraVars = {}) {
   };
 }
 
+/** RBM_QUERY_LIMITER of the kinds Worker, calls per minute. */
+const QUERY_LIMIT = 5;
+
 before(async () => {
   fake = await startGoogleFake({ regions: true });
   sink = await startSink({ secret: FORWARD_SECRET });
   const started = await Promise.allSettled([
     startWorker({ ...workerConfig(), name: 'rbm-edge-api-coverage' }),
-    startWorker({ ...workerConfig({ FORWARD_URL: `${sink.url}/kinds`, FORWARD_KINDS: 'agentLaunch' }), name: 'rbm-edge-api-coverage-kinds' }),
+    startWorker({
+      ...workerConfig({ FORWARD_URL: `${sink.url}/kinds`, FORWARD_KINDS: 'agentLaunch' }),
+      name: 'rbm-edge-api-coverage-kinds',
+      extraToml: `[[ratelimits]]\nname = "RBM_QUERY_LIMITER"\nnamespace_id = "1003"\nsimple = { limit = ${QUERY_LIMIT}, period = 60 }`,
+    }),
   ]);
   [w.main, w.kinds] = started.map((s) => (s.status === 'fulfilled' ? s.value : undefined));
   const failed = started.find((s) => s.status === 'rejected');
@@ -420,6 +428,21 @@ describe('POST /v1/reachability', () => {
     assert.equal(limited.json.rbm.error.status, 'RESOURCE_EXHAUSTED');
     assert.equal(fake.batchGets.length, 1);
     assert.deepEqual(limited.json.rbm, fake.batchGets[0].error, 'RBM\'s 429 body verbatim');
+  });
+
+  test('RBM_QUERY_LIMITER: a request needing more calls than the minute has left -> 429 whole, nothing sent', async () => {
+    // The kinds Worker allows 5 calls a minute. Three regions: 3 calls, answered.
+    const three = ['+12025550100', '+447700900120', '+919812345670'];
+    const ok = await call('POST', '/v1/reachability', { body: { phoneNumbers: three }, worker: w.kinds });
+    assert.equal(ok.status, 200, ok.text);
+    assert.equal(fake.batchGets.length, 3);
+    // 3 000 numbers of one region: 3 more calls, 1 over: refused before any call.
+    fake.reset();
+    const many = Array.from({ length: 3000 }, (_, i) => numberOf('europe', i));
+    const refused = await call('POST', '/v1/reachability', { body: { phoneNumbers: many }, worker: w.kinds });
+    assertError(refused, 429, 'RATE_LIMITED', 'over the per-minute quota');
+    assert.equal(refused.headers.get('retry-after'), '60');
+    assert.equal(fake.batchGets.length, 0, 'nothing sent to RBM');
   });
 
   describe('browser tokens', () => {
