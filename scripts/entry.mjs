@@ -8,7 +8,8 @@
 // (checkReinitialize before, handleMaybeCritical on a throw or a rejection). The Durable Object
 // class gets a plain wrapper class instead of the Proxy (which made a new Proxy and an async
 // function on every call), keeping what the Proxy did: the wasm object is rebuilt with the
-// same constructor arguments after a reinitialisation.
+// same constructor arguments after a reinitialisation. The wrapper extends the runtime's
+// DurableObject, which is what makes its methods (the `op` method) callable over RPC.
 //
 // Usage: node scripts/entry.mjs <out-dir> <esbuild binary>
 import fs from 'node:fs';
@@ -46,8 +47,9 @@ var shim_default = {
   queue: (batch, env, ctx) => rbmGuard(() => queue(batch, env, ctx)),
 };
 function rbmWrapClass(Inner) {
-  class Wrapped {
+  class Wrapped extends RbmDurableObject {
     constructor(...args) {
+      super(...args);
       checkReinitialize();
       this.rbmArgs = args;
       this.rbmId = initState.instanceId;
@@ -69,7 +71,18 @@ function rbmWrapClass(Inner) {
   }
   return Wrapped;
 }`;
-fs.writeFileSync(file, src.replace(target, entry).replace(objectClass, 'var Conversation2 = rbmWrapClass(Conversation);'));
+const workersImport = 'import { WorkerEntrypoint } from "cloudflare:workers";';
+if (!src.includes(workersImport)) {
+  console.error(`scripts/entry.mjs: ${workersImport} not found in ${file}`);
+  process.exit(1);
+}
+fs.writeFileSync(
+  file,
+  src
+    .replace(workersImport, 'import { WorkerEntrypoint, DurableObject as RbmDurableObject } from "cloudflare:workers";')
+    .replace(target, entry)
+    .replace(objectClass, 'var Conversation2 = rbmWrapClass(Conversation);'),
+);
 execFileSync(esbuild, [
   file, '--minify', '--format=esm', '--allow-overwrite', `--outfile=${file}`, '--log-level=warning',
 ], { stdio: 'inherit' });

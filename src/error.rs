@@ -145,9 +145,13 @@ impl ApiError {
     }
 
     /// The JSON error response. Built by hand so it cannot fail or panic.
+    /// `{"error":{"code","message"}}`.
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::json!({"error": {"code": self.code(), "message": self.message()}})
+    }
+
     pub fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": {"code": self.code(), "message": self.message()}});
-        let mut resp = json_response(self.status(), &body);
+        let mut resp = json_response(self.status(), &self.body());
         if let ApiError::RateLimited { retry_after_secs, .. } = self {
             let _ = resp.headers_mut().set("retry-after", &retry_after_secs.to_string());
         }

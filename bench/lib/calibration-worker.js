@@ -139,12 +139,10 @@ async function status(request, env, messageId) {
 // ------------------------------------------------------------------ webhook
 
 async function conversationOp(env, agent, phone, op) {
+  // RPC, as rbm-edge calls its conversation object (the object's `op` method below).
   const stub = env.CONVERSATIONS.get(env.CONVERSATIONS.idFromName(`c:${agent}:${phone}`));
-  const res = await stub.fetch('https://conversation.internal/op', {
-    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(op),
-  });
-  const out = await res.json();
-  if (res.status !== 200) throw new Error(`conversation object answered ${res.status}: ${out?.error?.message}`);
+  const out = await stub.op(op);
+  if (out.error) throw new Error(`conversation object failed: ${out.error.message}`);
   return out;
 }
 
@@ -240,9 +238,8 @@ export class Conversation extends DurableObject {
     ctx.storage.sql.exec(SCHEMA);
   }
 
-  async fetch(request) {
-    if (request.method !== 'POST' || new URL(request.url).pathname !== '/op') return fail(404, 'not_found', 'No such route.');
-    const op = await request.json();
+  /** RPC: one conversation op, answered as an object (`{error}` rather than a throw). */
+  op(op) {
     const sql = this.ctx.storage.sql;
     if (op.inbound) {
       // A user message: one row (the view kept as the history item).
@@ -252,7 +249,7 @@ export class Conversation extends DurableObject {
         "INSERT OR IGNORE INTO messages (message_id, direction, at_ms, at, content) VALUES (?, 'inbound', ?, ?, ?)",
         m.messageId, Date.parse(m.at) || 0, m.at, content,
       );
-      return Response.json({ ok: true, duplicate: cur.rowsWritten === 0 });
+      return { ok: true, duplicate: cur.rowsWritten === 0 };
     }
     if (op.status) {
       // A status event: the message's records, its callback URL (a status change would owe a
@@ -261,11 +258,11 @@ export class Conversation extends DurableObject {
       const records = sql.exec('SELECT type, meta FROM events WHERE message_id = ?', messageId).toArray()
         .map((r) => ({ type: r.type, meta: JSON.parse(r.meta) }));
       const types = records.map((r) => r.type);
-      if (types.includes(record)) return Response.json({ ok: true, duplicate: true, status: project(types) });
+      if (types.includes(record)) return { ok: true, duplicate: true, status: project(types) };
       const callbackUrl = sql.exec('SELECT callback_url FROM messages WHERE message_id = ?', messageId).toArray()[0]?.callback_url ?? null;
       sql.exec('INSERT OR IGNORE INTO events (message_id, type, meta) VALUES (?, ?, ?)', messageId, record, JSON.stringify(meta));
-      return Response.json({ ok: true, status: project([...types, record]), callback: callbackUrl !== null });
+      return { ok: true, status: project([...types, record]), callback: callbackUrl !== null };
     }
-    return fail(400, 'invalid_request', 'Not a conversation op.');
+    return { error: { code: 'invalid_request', message: 'Not a conversation op.' } };
   }
 }

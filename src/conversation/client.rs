@@ -1,10 +1,11 @@
-//! The Worker's side of the `Conversation` objects (binding `CONVERSATIONS`): internal
-//! requests to the object of a conversation or of a token's budget.
+//! The Worker's side of the `Conversation` objects (binding `CONVERSATIONS`): RPC ops and
+//! internal requests to the object of a conversation or of a token's budget.
 
 use serde_json::Value;
 use worker::{Env, Headers, Method, Request, Response, Stub};
 
-use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::JsFuture;
 
 use crate::runtime::{js_message, request};
@@ -30,31 +31,26 @@ fn unavailable(e: worker::Error) -> ApiError {
     ApiError::StorageUnavailable(format!("The conversation object failed: {e}."))
 }
 
-/// Sends `op` to the object `name` and returns its JSON answer.
+/// The stub's RPC method (`Conversation::rpc_op` on the object's side).
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(extends = js_sys::Object)]
+    type ConversationStub;
+    #[wasm_bindgen(method, catch)]
+    fn op(this: &ConversationStub, body: &str) -> Result<js_sys::Promise, JsValue>;
+}
+
+/// Sends `op` to the object `name` (one RPC call) and returns its JSON answer.
 pub async fn op(env: &Env, name: &str, op: &Op) -> Result<Value, ApiError> {
     let body = serde_json::to_string(op).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let headers = Headers::new();
-    let _ = headers.set("content-type", "application/json");
-    let req = request("POST", &format!("{BASE}/op"), &headers, Some(&body)).map_err(ApiError::Internal)?;
-    // The runtime's stub and Response directly: the answer's body in one `text()` (worker's
-    // Response would read it as a stream).
-    let stub: worker::worker_sys::DurableObject = stub(env, name)?.into_rpc();
+    let stub: ConversationStub = stub(env, name)?.into_rpc();
     let failed = |e: JsValue| {
         ApiError::StorageUnavailable(format!("The conversation object failed: {}.", js_message(&e)))
     };
-    let resp: web_sys::Response = JsFuture::from(stub.fetch_with_request(req.inner()).map_err(failed)?)
-        .await
-        .map_err(failed)?
-        .unchecked_into();
-    let status = resp.status();
-    let text =
-        JsFuture::from(resp.text().map_err(failed)?).await.map_err(failed)?.as_string().unwrap_or_default();
-    let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-    if status != 200 {
-        let message = value["error"]["message"].as_str().unwrap_or("no message").to_string();
-        return Err(ApiError::StorageUnavailable(format!(
-            "The conversation object answered {status}: {message}"
-        )));
+    let text = JsFuture::from(stub.op(&body).map_err(failed)?).await.map_err(failed)?.as_string();
+    let value: Value = text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null);
+    if let Some(message) = value.get("error").map(|e| e["message"].as_str().unwrap_or("no message")) {
+        return Err(ApiError::StorageUnavailable(format!("The conversation object answered: {message}")));
     }
     Ok(value)
 }

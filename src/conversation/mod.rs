@@ -13,8 +13,9 @@
 //! A fallback is `waiting` (for its deadline or TTL), `revoking` (deadline passed, revoke being
 //! retried), `sending` (fallen back: SMS and forward pending), then `done`, `cancelled` (delivered
 //! first, or revoke 404) or `revoke_failed` — each message falls back at most once.
-//! The Worker talks to it with internal requests: `POST /op` (a `core::conversation::Op`),
-//! `GET /history`, `GET /live` (WebSocket), `DELETE /conversation`. Handlers never return
+//! The Worker calls its RPC method `op` (a `core::conversation::Op`, see `Conversation::rpc_op`)
+//! and sends it internal requests: `GET /history`, `GET /live` (WebSocket),
+//! `DELETE /conversation`. Handlers never return
 //! `Err` (that would surface as an exception in the caller): failures are JSON errors.
 
 pub mod client;
@@ -142,7 +143,6 @@ impl DurableObject for Conversation {
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
         let path = req.path();
         let result = match (req.method(), path.as_str()) {
-            (worker::Method::Post, "/op") => self.op(req).await,
             (worker::Method::Get, "/history") => self.history(&req),
             (worker::Method::Get, "/live") => self.live(),
             (worker::Method::Delete, "/conversation") => self.erase().await,
@@ -191,6 +191,19 @@ impl DurableObject for Conversation {
     }
 }
 
+/// The object's RPC method `op`: a `core::conversation::Op` as JSON in, its answer as JSON out,
+/// a failure as `{"error":{"code","message"}}` (never an exception: that would reach the caller
+/// as a JS error with a stack). RPC rather than an internal `fetch`: neither side builds a
+/// Request or a Response, and the op is not read back from a body stream.
+#[wasm_bindgen::prelude::wasm_bindgen]
+impl Conversation {
+    #[wasm_bindgen(js_name = op)]
+    pub async fn rpc_op(&self, body: String) -> String {
+        let out = self.op(&body).await.unwrap_or_else(|e| e.body());
+        serde_json::to_string(&out).unwrap_or_default()
+    }
+}
+
 impl Conversation {
     fn exec(&self, q: &str, args: Vec<SqlStorageValue>) -> Result<worker::SqlCursor, ApiError> {
         let cursor = self.sql.exec(q, args).map_err(sql_err)?;
@@ -213,9 +226,8 @@ impl Conversation {
         Ok(self.rows(q, args)?.first().and_then(|r| int(r, 0)))
     }
 
-    async fn op(&self, mut req: Request) -> Result<Response, ApiError> {
-        let body = req.text().await.map_err(|e| ApiError::InvalidRequest(format!("No op: {e}.")))?;
-        let op = Op::from_json(&body)
+    async fn op(&self, body: &str) -> Result<Value, ApiError> {
+        let op = Op::from_json(body)
             .map_err(|e| ApiError::InvalidRequest(format!("Not a conversation op: {e}.")))?;
         let cfg = Config::get(&self.env);
         let out = match op {
@@ -261,7 +273,7 @@ impl Conversation {
         if self.timers_touched.get() || !sweep_covered {
             self.schedule().await?;
         }
-        Ok(json_response(200, &out))
+        Ok(out)
     }
 
     /// Records `t` for a message (a duplicate changes nothing), decides on the exact records

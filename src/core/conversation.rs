@@ -29,7 +29,7 @@ pub fn budget_name(jti: &str) -> String {
     format!("b:{jti}")
 }
 
-/// What the Worker asks of a conversation (the body of an internal `POST /op`). Externally
+/// What the Worker asks of a conversation (the JSON argument of its RPC method `op`). Externally
 /// tagged (`{"outbound":{…}}`): an internally tagged enum makes serde buffer the whole body
 /// first, which costs the wasm tens of kilobytes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
