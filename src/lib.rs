@@ -29,14 +29,18 @@ mod runtime;
 #[cfg(target_arch = "wasm32")]
 mod store;
 
+/// The fetch handler, exported by hand as `#[worker::event(fetch)]` would (same name and
+/// arguments), but keeping the runtime's Request (`http::Request`) rather than converting it to
+/// a `worker::Request` first. Never fails: every error is a JSON response.
 #[cfg(target_arch = "wasm32")]
-#[worker::event(fetch)]
-async fn fetch(
-    req: worker::Request,
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub async fn fetch(
+    req: web_sys::Request,
     env: worker::Env,
-    ctx: worker::Context,
-) -> worker::Result<worker::Response> {
-    Ok(http::handle(req, env, ctx).await)
+    ctx: worker::worker_sys::Context,
+) -> Result<wasm_bindgen::JsValue, wasm_bindgen::JsValue> {
+    let resp = http::handle(http::Request::new(req), env, worker::Context::new(ctx)).await;
+    Ok(web_sys::Response::from(resp).into())
 }
 
 /// Consumer of the `EVENTS` queue and of its dead-letter queue (see `pipeline::queue`).

@@ -2,7 +2,7 @@
 //! internal requests to the object of a conversation or of a token's budget.
 
 use serde_json::Value;
-use worker::{Env, Headers, Method, Request, Response, Stub};
+use worker::{Env, Headers, Method, Response, Stub};
 
 use wasm_bindgen::prelude::wasm_bindgen;
 use wasm_bindgen::JsValue;
@@ -62,7 +62,7 @@ pub async fn relay(
     name: &str,
     method: Method,
     path_and_query: &str,
-    original: Option<&Request>,
+    original: Option<&crate::http::Request>,
 ) -> Result<Response, ApiError> {
     let url = format!("{BASE}{path_and_query}");
     // The upgrade headers travel with the original request.

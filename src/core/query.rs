@@ -3,6 +3,20 @@
 //! `url` crate: the runtime has already validated and serialised the URL, and the parser
 //! (with its IDNA tables) is a large share of the wasm for the one thing needed.
 
+/// The path of a URL as the runtime serialises it (`https://host/a/b?x#y` → `/a/b`), not
+/// decoded. Special-scheme serialisation never emits an empty path, so the first `/` after the
+/// host begins it, and within it `?` and `#` are always percent-encoded.
+pub fn path(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    match rest.find('/') {
+        Some(i) => {
+            let p = &rest[i..];
+            &p[..p.find(['?', '#']).unwrap_or(p.len())]
+        }
+        None => "/",
+    }
+}
+
 /// The first value of `name` in `url`'s query, decoded; `None` when absent.
 pub fn param(url: &str, name: &str) -> Option<String> {
     let query = url.split_once('?')?.1;
@@ -46,6 +60,15 @@ fn hex(c: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_of_a_serialised_url() {
+        assert_eq!(path("https://w.example/v1/messages/abc?agentId=a#f"), "/v1/messages/abc");
+        assert_eq!(path("https://w.example/"), "/");
+        assert_eq!(path("https://w.example"), "/");
+        assert_eq!(path("http://127.0.0.1:8787//v1/x%3Fy"), "//v1/x%3Fy");
+        assert_eq!(path("https://w.example/webhook#frag"), "/webhook");
+    }
 
     #[test]
     fn decodes_like_form_urlencoded() {

@@ -3,7 +3,7 @@
 //! Both arrive as `Authorization: Bearer …`; API keys are compared in constant time, tokens
 //! verified (MAC in constant time, then expiry against the request's clock).
 
-use worker::Request;
+use super::Request;
 
 use super::Cx;
 use crate::core::ct::ct_eq_any;

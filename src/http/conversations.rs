@@ -1,10 +1,10 @@
 //! `/v1/phones/{phoneNumber}/messages | live | conversation`: a conversation's history, its
 //! live frames, and erasing it. The conversation object answers; this module authenticates.
 
-use worker::{Method, Request, Response};
+use worker::{Method, Response};
 
 use super::auth::{self, Caller};
-use super::{agent_for, query_param, Cx};
+use super::{agent_for, query_param, Cx, Request};
 use crate::conversation::client as conversation;
 use crate::core::conversation::object_name;
 use crate::core::token::Scope;

@@ -1,9 +1,9 @@
 //! `/v1/dead-letters`: jobs that exhausted their retries, kept for inspection and replay.
 
 use serde_json::json;
-use worker::{Request, Response};
+use worker::Response;
 
-use super::{query_param, Cx};
+use super::{query_param, Cx, Request};
 use crate::core::pipeline::Job;
 use crate::error::{json_response, ApiError};
 use crate::pipeline::queue;

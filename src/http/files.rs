@@ -3,21 +3,21 @@
 //! The answer's `name` is what rich cards and media messages use as `uploadedRbmFile`.
 
 use serde_json::{json, Value};
-use worker::{Method, Request, Response};
+use worker::{Method, Response};
 
 use super::auth::Caller;
-use super::{agent_for, query_param, read_body, Cx};
+use super::{agent_for, query_param, Cx, Request};
 use crate::core::files::{media_types, parse_url_request, upload_kind, Upload, MAX_UPLOAD_BYTES};
 use crate::core::token::Scope;
 use crate::error::ApiError;
 use crate::google::rbm::{self, RbmAnswer};
 
-pub async fn create(mut req: Request, caller: &Caller, cx: &Cx) -> Result<Response, ApiError> {
+pub async fn create(req: Request, caller: &Caller, cx: &Cx) -> Result<Response, ApiError> {
     caller.require(Scope::FilesUpload, None)?;
     let content_type = req.headers().get("content-type").ok().flatten();
     let answer = match upload_kind(content_type.as_deref()) {
         Upload::ByUrl => {
-            let body = read_body(&mut req, 16 * 1024).await?;
+            let body = req.body(16 * 1024).await?;
             let (agent, mut file) = parse_url_request(&body)?;
             let agent = agent_for(agent, caller, cx)?;
             let base = cx.cfg.api_base_for(&agent);

@@ -5,10 +5,10 @@
 //! it, and webhook receipts that raced ahead are never overwritten (one key per event type).
 
 use serde_json::{json, Value};
-use worker::{Method, Request, Response};
+use worker::{Method, Response};
 
 use super::auth::Caller;
-use super::{agent_for, query_param, read_body, Cx};
+use super::{agent_for, query_param, Cx, Request};
 use crate::conversation::client as conversation;
 use crate::core::conversation::{object_name, FallbackOrder, Op};
 use crate::core::ids::is_e164;
@@ -32,11 +32,11 @@ const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 /// Idempotent like a payment API: a `messageId` that already has a SENT record is answered
 /// from that record (`"replayed": true`) without calling RBM, and RBM's own 409 ALREADY_EXISTS
 /// is answered the same way. A message's `statusCallback`, once set, is never replaced.
-pub async fn send(mut req: Request, caller: &Caller, cx: &Cx) -> Result<Response, ApiError> {
+pub async fn send(req: Request, caller: &Caller, cx: &Cx) -> Result<Response, ApiError> {
     caller.require(Scope::MessagesSend, None)?;
     // Read up to 1 MiB so an over-limit message gets validation's 400 naming the limit;
     // beyond that, 413 without reading further.
-    let body = read_body(&mut req, MAX_REQUEST_BYTES).await?;
+    let body = req.body(MAX_REQUEST_BYTES).await?;
     let send = validate_send(&body)?;
     drop(body);
     caller.require(Scope::MessagesSend, Some(&send.phone_number))?;

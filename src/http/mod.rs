@@ -8,20 +8,20 @@ pub mod files;
 pub mod messages;
 pub mod phones;
 pub mod reachability;
+pub mod request;
 pub mod tokens;
 pub mod webhook;
 
 use std::rc::Rc;
 
-use futures_util::StreamExt;
-
-use worker::{Context, Env, Method, Request, Response};
+use worker::{Context, Env, Method, Response};
 
 use crate::config::Config;
 use crate::core::ids::is_agent_id;
 use crate::core::token::Scope;
 use crate::error::{json_response, ApiError};
 use auth::Caller;
+pub use request::Request;
 
 /// Per-request state, built once: the isolate's config, the bindings and the clock.
 pub struct Cx {
@@ -37,20 +37,22 @@ pub struct Cx {
 pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
     let cfg = Config::get(&env);
     let cx = Cx { env, cfg, now_ms: crate::runtime::now_ms(), ctx };
-    let path = req.path();
+    let url = req.url();
+    let path = crate::core::query::path(&url);
     // Routing ignores repeated leading slashes (`//v1/messages`); so must CORS.
     let api = path.trim_start_matches('/').starts_with("v1/");
-    let origin = if api { req.headers().get("origin").ok().flatten() } else { None };
-    if api && req.method() == Method::Options {
+    let raw_method = req.raw_method();
+    let origin = if api { req.header("origin") } else { None };
+    if api && raw_method == "OPTIONS" {
         return cors::preflight(origin.as_deref(), &cx.cfg);
     }
-    let mut resp = match route(req, &path, &cx).await {
+    let mut resp = match route(req, path, &raw_method, &cx).await {
         Ok(resp) => resp,
         Err(e) => {
             if e.status() >= 500 {
                 crate::log::error(
                     "request failed",
-                    serde_json::json!({"path": crate::core::redact::redact_path(&path), "code": e.code(), "message": e.message()}),
+                    serde_json::json!({"path": crate::core::redact::redact_path(path), "code": e.code(), "message": e.message()}),
                 );
             }
             e.into_response()
@@ -63,14 +65,13 @@ pub async fn handle(req: Request, env: Env, ctx: Context) -> Response {
     resp
 }
 
-async fn route(req: Request, path: &str, cx: &Cx) -> Result<Response, ApiError> {
+async fn route(req: Request, path: &str, raw_method: &str, cx: &Cx) -> Result<Response, ApiError> {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    // workers-rs maps methods it does not know (PROPFIND, PURGE, …) to GET: a GET's raw method
-    // is checked (the others are what they say).
-    let method = req.method();
-    if method == Method::Get && !KNOWN_METHODS.contains(&req.inner().method().as_str()) {
+    // workers-rs's Method maps methods it does not know (PROPFIND, PURGE, …) to GET.
+    if !KNOWN_METHODS.contains(&raw_method) {
         return Err(ApiError::MethodNotAllowed);
     }
+    let method = Method::from(raw_method.to_string());
     match segments.as_slice() {
         ["healthz"] => {
             allow(&method, &[Method::Get, Method::Head])?;
@@ -180,49 +181,9 @@ async fn authorize(req: &Request, cx: &Cx) -> Result<Caller, ApiError> {
     Ok(caller)
 }
 
-/// Reads a request body of at most `max` bytes: 413 beyond, announced or not. A body without
-/// Content-Length is streamed and counted, so a chunked upload never makes the isolate hold
-/// more than `max` (+ one chunk). The rest of an oversized body is read and discarded
-/// rather than abandoned: dropping a half-read request stream in workerd takes the isolate
-/// down with it ("worker restarted mid-request" for the next request).
-pub async fn read_body(req: &mut Request, max: usize) -> Result<Vec<u8>, ApiError> {
-    let announced =
-        req.headers().get("content-length").ok().flatten().and_then(|v| v.trim().parse::<usize>().ok());
-    match announced {
-        Some(n) if n > max => return Err(ApiError::PayloadTooLarge(max)),
-        // A declared length is enforced by the runtime: one `arrayBuffer()` (one crossing into
-        // JS) instead of a stream read chunk by chunk.
-        Some(_) => {
-            return req
-                .bytes()
-                .await
-                .map_err(|_| ApiError::InvalidRequest("The body could not be read.".into()))
-        }
-        None => {}
-    }
-    let Ok(mut stream) = req.stream() else {
-        return Ok(Vec::new()); // no body at all
-    };
-    let mut body = Vec::with_capacity(announced.unwrap_or(0));
-    let mut too_large = false;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| ApiError::InvalidRequest("The body could not be read.".into()))?;
-        if too_large || body.len() + chunk.len() > max {
-            too_large = true;
-            body = Vec::new();
-            continue;
-        }
-        body.extend_from_slice(&chunk);
-    }
-    if too_large {
-        return Err(ApiError::PayloadTooLarge(max));
-    }
-    Ok(body)
-}
-
 /// One query parameter, percent-decoded.
 pub fn query_param(req: &Request, name: &str) -> Option<String> {
-    crate::core::query::param(&req.inner().url(), name)
+    crate::core::query::param(&req.url(), name)
 }
 
 /// The agent for a call: the one named, else the token's own, else `RBM_AGENT_ID`; validated

@@ -1,9 +1,9 @@
 //! `/v1/phones/{phoneNumber}/…`: agent events (READ, IS_TYPING) and capability checks.
 
 use serde_json::json;
-use worker::{Method, Request, Response};
+use worker::{Method, Response};
 
-use super::{read_body, Cx};
+use super::{Cx, Request};
 use crate::core::ids::is_e164;
 use crate::core::validate::{validate_agent_event, AgentEventRequest};
 use crate::error::ApiError;
@@ -24,8 +24,8 @@ pub fn phone_from_segment(segment: &str) -> Result<String, ApiError> {
 }
 
 /// `POST /v1/phones/{phoneNumber}/events` → agentEvents.create with a fresh eventId.
-pub async fn event(mut req: Request, phone: &str, agent: &str, cx: &Cx) -> Result<Response, ApiError> {
-    let body = read_body(&mut req, 4096).await?;
+pub async fn event(req: Request, phone: &str, agent: &str, cx: &Cx) -> Result<Response, ApiError> {
+    let body = req.body(4096).await?;
     let relayed = match validate_agent_event(&body)? {
         AgentEventRequest::Read { message_id } => {
             json!({"eventType": "READ", "messageId": message_id})

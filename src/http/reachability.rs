@@ -6,10 +6,10 @@ use std::task::Poll;
 
 use futures_util::future::{maybe_done, poll_fn};
 use serde_json::json;
-use worker::{Method, Request, Response};
+use worker::{Method, Response};
 
 use super::auth::Caller;
-use super::{agent_for, read_body, Cx};
+use super::{agent_for, Cx, Request};
 use crate::core::reachability::{answer, batch_body, parse_request, plan};
 use crate::core::token::Scope;
 use crate::error::ApiError;
@@ -21,8 +21,8 @@ const MAX_BODY: usize = 512 * 1024;
 /// 600 queries a minute are shared with every other request.
 const CONCURRENCY: usize = 4;
 
-pub async fn check(mut req: Request, caller: &Caller, cx: &Cx) -> Result<Response, ApiError> {
-    let body = read_body(&mut req, MAX_BODY).await?;
+pub async fn check(req: Request, caller: &Caller, cx: &Cx) -> Result<Response, ApiError> {
+    let body = req.body(MAX_BODY).await?;
     let request = parse_request(&body)?;
     // Every number checked (the list is never empty, so the scope is too).
     for n in &request.numbers {

@@ -1,17 +1,17 @@
 //! `POST /v1/tokens`: mint a short-lived scoped token for a browser (API key callers only).
 
 use serde_json::json;
-use worker::{Request, Response};
+use worker::Response;
 
-use super::{read_body, Cx};
+use super::{Cx, Request};
 use crate::core::time::format_rfc3339_millis;
 use crate::core::token::{claims_from_request, mint};
 use crate::error::{json_response, ApiError};
 use crate::runtime::random_uuid;
 
-pub async fn create(mut req: Request, cx: &Cx) -> Result<Response, ApiError> {
+pub async fn create(req: Request, cx: &Cx) -> Result<Response, ApiError> {
     let key = cx.cfg.token_key().ok_or(ApiError::ConfigMissing("TOKEN_SIGNING_KEY"))??;
-    let body = read_body(&mut req, 16 * 1024).await?;
+    let body = req.body(16 * 1024).await?;
     let jti = random_uuid().map_err(ApiError::Internal)?;
     let claims = claims_from_request(&body, jti, cx.now_ms / 1000, cx.cfg.agent_id.as_deref())?;
     let token = mint(key, &claims);

@@ -5,9 +5,9 @@
 //! makes RBM retry (for 7 days), so 200 is answered only once the event is safe.
 
 use serde_json::json;
-use worker::{Request, Response};
+use worker::Response;
 
-use super::Cx;
+use super::{Cx, Request};
 use crate::core::ct::ct_eq_any;
 use crate::core::envelope::{parse_webhook_body, EnvelopeError, WebhookBody, MAX_WEBHOOK_BODY};
 use crate::core::event::Decoded;
@@ -18,8 +18,8 @@ use crate::error::{json_response, text_response, ApiError};
 use crate::log;
 use crate::pipeline;
 
-pub async fn handle(mut req: Request, cx: &Cx) -> Result<Response, ApiError> {
-    let body = super::read_body(&mut req, MAX_WEBHOOK_BODY).await?;
+pub async fn handle(req: Request, cx: &Cx) -> Result<Response, ApiError> {
+    let body = req.body(MAX_WEBHOOK_BODY).await?;
     let parsed = parse_webhook_body(&body).map_err(|e| match e {
         EnvelopeError::NotJson => ApiError::InvalidJson(e.describe().into()),
         EnvelopeError::NotAnEnvelope(why) => ApiError::InvalidEnvelope(why.into()),
