@@ -71,6 +71,21 @@ function rbmWrapClass(Inner) {
   }
   return Wrapped;
 }`;
+// wasm-bindgen's executor queues each task poll with queueMicrotask, which workerd implements
+// as a binding that wraps the callback (async context, error reporting) on every call: about
+// 4 us per poll, several polls per request. A resolved promise's then() queues the same
+// microtask natively. A wasm trap inside it becomes an unhandled rejection rather than an
+// error event, so that event gets the same recovery.
+const microtask = /(__wbg_queueMicrotask_[0-9a-f]+: function\((\w+)\) \{\s*)queueMicrotask\(\2\);/;
+if (!microtask.test(src)) {
+  console.error(`scripts/entry.mjs: the queueMicrotask import not found in ${file}`);
+  process.exit(1);
+}
+const errorEvent = 'addEventListener("error", (e) => {';
+if (!src.includes(errorEvent)) {
+  console.error(`scripts/entry.mjs: ${errorEvent} not found in ${file}`);
+  process.exit(1);
+}
 const workersImport = 'import { WorkerEntrypoint } from "cloudflare:workers";';
 if (!src.includes(workersImport)) {
   console.error(`scripts/entry.mjs: ${workersImport} not found in ${file}`);
@@ -81,8 +96,12 @@ fs.writeFileSync(
   src
     .replace(workersImport, 'import { WorkerEntrypoint, DurableObject as RbmDurableObject } from "cloudflare:workers";')
     .replace(target, entry)
-    .replace(objectClass, 'var Conversation2 = rbmWrapClass(Conversation);'),
+    .replace(objectClass, 'var Conversation2 = rbmWrapClass(Conversation);')
+    .replace(microtask, '$1Promise.resolve().then($2);')
+    .replace(errorEvent, `addEventListener("unhandledrejection", (e) => handleMaybeCritical(e.reason));\n${errorEvent}`),
 );
+// RBM_ENTRY_DUMP=<path>: a copy of the rewritten entry before minification, for reading.
+if (process.env.RBM_ENTRY_DUMP) fs.copyFileSync(file, process.env.RBM_ENTRY_DUMP);
 execFileSync(esbuild, [
   file, '--minify', '--format=esm', '--allow-overwrite', `--outfile=${file}`, '--log-level=warning',
 ], { stdio: 'inherit' });
