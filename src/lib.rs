@@ -40,7 +40,20 @@ pub async fn fetch(
     ctx: worker::worker_sys::Context,
 ) -> Result<wasm_bindgen::JsValue, wasm_bindgen::JsValue> {
     let resp = http::handle(http::Request::new(req), env, worker::Context::new(ctx)).await;
-    Ok(web_sys::Response::from(resp).into())
+    into_runtime(resp).map(Into::into)
+}
+
+/// worker's conversion copies a fixed body into a new `Uint8Array` first; the runtime's
+/// Response constructor reads (and copies) it straight from the wasm memory instead. Only a
+/// status the runtime refuses could fail (none is produced): that throws, a 500.
+#[cfg(target_arch = "wasm32")]
+fn into_runtime(resp: worker::Response) -> Result<web_sys::Response, wasm_bindgen::JsValue> {
+    match resp.into_parts() {
+        (init, worker::ResponseBody::Body(mut bytes)) => {
+            web_sys::Response::new_with_opt_u8_array_and_init(Some(&mut bytes), &init.into())
+        }
+        (init, body) => Ok(web_sys::Response::from(init.body(body))),
+    }
 }
 
 /// Consumer of the `EVENTS` queue and of its dead-letter queue (see `pipeline::queue`).

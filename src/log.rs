@@ -1,7 +1,7 @@
 //! Structured logs: one JSON object per line on the Worker's console (Workers Logs / `wrangler
 //! tail` index JSON fields). Never pass a secret here; phone numbers are masked.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 pub fn info(msg: &str, fields: Value) {
     emit("info", msg, fields)
@@ -16,17 +16,26 @@ pub fn error(msg: &str, fields: Value) {
 }
 
 fn emit(level: &str, msg: &str, fields: Value) {
-    let mut line = Map::new();
-    line.insert("level".into(), level.into());
-    line.insert("msg".into(), msg.into());
-    if let Value::Object(f) = fields {
-        line.extend(f);
+    // Written directly (`level`, `msg`, then the fields' own object), not re-collected into a
+    // new map: one serialisation, no second tree.
+    let mut text = String::with_capacity(160);
+    text.push_str("{\"level\":\"");
+    text.push_str(level);
+    text.push_str("\",\"msg\":");
+    text.push_str(&Value::from(msg).to_string());
+    match fields {
+        Value::Object(f) if !f.is_empty() => {
+            let rest = Value::Object(f).to_string();
+            text.push(',');
+            text.push_str(&rest[1..]);
+        }
+        _ => text.push('}'),
     }
-    let text = Value::Object(line).to_string();
+    let text = wasm_bindgen::JsValue::from_str(&text);
     match level {
-        "info" => worker::console_log!("{text}"),
-        "warn" => worker::console_warn!("{text}"),
-        _ => worker::console_error!("{text}"),
+        "info" => web_sys::console::log_1(&text),
+        "warn" => web_sys::console::warn_1(&text),
+        _ => web_sys::console::error_1(&text),
     }
 }
 

@@ -40,19 +40,23 @@ extern "C" {
     fn op(this: &ConversationStub, body: &str) -> Result<js_sys::Promise, JsValue>;
 }
 
-/// Sends `op` to the object `name` (one RPC call) and returns its JSON answer.
-pub async fn op(env: &Env, name: &str, op: &Op) -> Result<Value, ApiError> {
+/// Sends `op` to the object `name` (one RPC call) and returns its answer, a JSON document
+/// (parsed only by the callers that read it).
+pub async fn op(env: &Env, name: &str, op: &Op) -> Result<String, ApiError> {
     let body = serde_json::to_string(op).map_err(|e| ApiError::Internal(e.to_string()))?;
     let stub: ConversationStub = stub(env, name)?.into_rpc();
     let failed = |e: JsValue| {
         ApiError::StorageUnavailable(format!("The conversation object failed: {}.", js_message(&e)))
     };
     let text = JsFuture::from(stub.op(&body).map_err(failed)?).await.map_err(failed)?.as_string();
-    let value: Value = text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null);
-    if let Some(message) = value.get("error").map(|e| e["message"].as_str().unwrap_or("no message")) {
+    let text = text.unwrap_or_default();
+    // A failure is the object's `ApiError::body()`, whose one key is `error`.
+    if text.starts_with("{\"error\":") {
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let message = value["error"]["message"].as_str().unwrap_or("no message");
         return Err(ApiError::StorageUnavailable(format!("The conversation object answered: {message}")));
     }
-    Ok(value)
+    Ok(text)
 }
 
 /// Relays a request to the object `name` at `path_and_query` and returns its answer as is

@@ -80,6 +80,7 @@ pub async fn take_send(
     // Counted in the token's own Durable Object: exact, however many sends race.
     let op = Op::TakeSend { max, units, expires_at_ms: (claims.exp.max(now_secs) + 60) * 1000 };
     let answer = conversation::op(env, &budget_name(&claims.jti), &op).await?;
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
     if answer["ok"] == true {
         Ok(())
     } else {
