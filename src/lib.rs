@@ -31,16 +31,19 @@ mod store;
 
 /// The fetch handler, exported by hand as `#[worker::event(fetch)]` would (same name and
 /// arguments), but keeping the runtime's Request (`http::Request`) rather than converting it to
-/// a `worker::Request` first. Never fails: every error is a JSON response.
+/// a `worker::Request` first, and answering synchronously when the route never waits
+/// (`runtime::now_or_promise`). Never fails: every error is a JSON response.
 #[cfg(target_arch = "wasm32")]
 #[wasm_bindgen::prelude::wasm_bindgen]
-pub async fn fetch(
+pub fn fetch(
     req: web_sys::Request,
     env: worker::Env,
     ctx: worker::worker_sys::Context,
 ) -> Result<wasm_bindgen::JsValue, wasm_bindgen::JsValue> {
-    let resp = http::handle(http::Request::new(req), env, worker::Context::new(ctx)).await;
-    into_runtime(resp).map(Into::into)
+    runtime::now_or_promise(async move {
+        let resp = http::handle(http::Request::new(req), env, worker::Context::new(ctx)).await;
+        into_runtime(resp).map(Into::into)
+    })
 }
 
 /// worker's conversion copies a fixed body into a new `Uint8Array` first; the runtime's

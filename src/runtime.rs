@@ -1,5 +1,11 @@
 //! Small wrappers over the Workers runtime that several modules share: randomness (WebCrypto),
-//! building outbound requests, and fetch with a deadline.
+//! building outbound requests, fetch with a deadline, and running a handler synchronously when
+//! it can finish without waiting.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
 
 use futures_util::future::{select, Either};
 use wasm_bindgen::JsCast;
@@ -116,5 +122,64 @@ pub async fn fetch_with_timeout(req: Request, timeout_ms: u64) -> Result<Answer,
             controller.abort();
             Err(FetchError::Timeout)
         }
+    }
+}
+
+/// Runs `fut` at once, up to its first pending await, and gives its value back directly when
+/// it completed there (a GET /healthz, a refused request, most conversation ops); otherwise a
+/// Promise of it. An `async` export always goes through a Promise, a spawned task and a
+/// microtask, and the runtime then waits for that promise: measured, that costs a synchronous
+/// route a third of its CPU.
+pub fn now_or_promise<F>(fut: F) -> Result<JsValue, JsValue>
+where
+    F: Future<Output = Result<JsValue, JsValue>> + 'static,
+{
+    let proxy = Arc::new(ProxyWaker::default());
+    let mut fut = Box::pin(fut);
+    let waker = Waker::from(proxy.clone());
+    match fut.as_mut().poll(&mut Context::from_waker(&waker)) {
+        Poll::Ready(out) => out,
+        Poll::Pending => Ok(wasm_bindgen_futures::future_to_promise(Forward { fut, proxy }).into()),
+    }
+}
+
+/// The waker of a future's first, synchronous poll. Some futures keep the waker of their first
+/// poll only (worker's `Delay`), so that one must stay valid: it forwards to the executor's
+/// waker once the future has been handed over (a wake before that is covered by the executor's
+/// own first poll).
+#[derive(Default)]
+struct ProxyWaker(Mutex<Option<Waker>>);
+
+impl Wake for ProxyWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Ok(slot) = self.0.lock() {
+            if let Some(w) = slot.as_ref() {
+                w.wake_by_ref();
+            }
+        }
+    }
+}
+
+/// The rest of a future begun by `now_or_promise`, polled by the executor through the proxy.
+struct Forward<F> {
+    fut: Pin<Box<F>>,
+    proxy: Arc<ProxyWaker>,
+}
+
+impl<F: Future> Future for Forward<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        if let Ok(mut slot) = self.proxy.0.lock() {
+            if !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *slot = Some(cx.waker().clone());
+            }
+        }
+        let waker = Waker::from(self.proxy.clone());
+        self.fut.as_mut().poll(&mut Context::from_waker(&waker))
     }
 }

@@ -21,6 +21,9 @@
 pub mod client;
 
 use std::cell::Cell;
+use std::rc::Rc;
+
+use wasm_bindgen::JsValue;
 
 use serde_json::{json, Value};
 use worker::{
@@ -71,6 +74,18 @@ pub const PROTOCOL: &str = "rbm-edge.v1";
 
 #[durable_object]
 pub struct Conversation {
+    /// Shared with the op in flight: an RPC op that has to wait (for the alarm) keeps it.
+    core: Rc<Core>,
+}
+
+impl std::ops::Deref for Conversation {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
+
+pub struct Core {
     state: State,
     env: Env,
     /// Fetched once: every statement otherwise crosses into JS twice more to find it.
@@ -137,7 +152,8 @@ impl DurableObject for Conversation {
         if let Err(e) = sql.exec(SCHEMA, None) {
             log::error("conversation schema not created", json!({"error": e.to_string()}));
         }
-        Conversation { state, env, sql, alarm_at: Cell::new(None), timers_touched: Cell::new(true) }
+        let core = Core { state, env, sql, alarm_at: Cell::new(None), timers_touched: Cell::new(true) };
+        Conversation { core: Rc::new(core) }
     }
 
     async fn fetch(&self, req: Request) -> worker::Result<Response> {
@@ -197,14 +213,18 @@ impl DurableObject for Conversation {
 /// Request or a Response, and the op is not read back from a body stream.
 #[wasm_bindgen::prelude::wasm_bindgen]
 impl Conversation {
+    /// Answered synchronously unless the op has to wait (`runtime::now_or_promise`).
     #[wasm_bindgen(js_name = op)]
-    pub async fn rpc_op(&self, body: String) -> String {
-        let out = self.op(&body).await.unwrap_or_else(|e| e.body());
-        serde_json::to_string(&out).unwrap_or_default()
+    pub fn rpc_op(&self, body: String) -> Result<JsValue, JsValue> {
+        let core = self.core.clone();
+        crate::runtime::now_or_promise(async move {
+            let out = core.op(&body).await.unwrap_or_else(|e| e.body());
+            Ok(JsValue::from_str(&serde_json::to_string(&out).unwrap_or_default()))
+        })
     }
 }
 
-impl Conversation {
+impl Core {
     fn exec(&self, q: &str, args: Vec<SqlStorageValue>) -> Result<worker::SqlCursor, ApiError> {
         let cursor = self.sql.exec(q, args).map_err(sql_err)?;
         // A write that changed a timer table (not, say, a DELIVERED's cancel of no fallback).
