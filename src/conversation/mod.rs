@@ -95,6 +95,11 @@ pub struct Core {
     /// A statement since the last `schedule` wrote a table with timers (outbox, fallbacks,
     /// budget): the alarm may be owed earlier than the one set.
     timers_touched: Cell<bool>,
+    /// Whether any fallback may still be waiting or revoking (`None`: not known, count it).
+    /// A receipt cancels its message's fallback; in a conversation that has none open (most of
+    /// them), that UPDATE is skipped. Only this instance writes the table, and only
+    /// `order_fallback` opens one.
+    open_fallbacks: Cell<Option<bool>>,
 }
 
 /// A row read positionally (`SqlCursor::raw`): typed row structs would each bring their own
@@ -152,7 +157,14 @@ impl DurableObject for Conversation {
         if let Err(e) = sql.exec(SCHEMA, None) {
             log::error("conversation schema not created", json!({"error": e.to_string()}));
         }
-        let core = Core { state, env, sql, alarm_at: Cell::new(None), timers_touched: Cell::new(true) };
+        let core = Core {
+            state,
+            env,
+            sql,
+            alarm_at: Cell::new(None),
+            timers_touched: Cell::new(true),
+            open_fallbacks: Cell::new(None),
+        };
         Conversation { core: Rc::new(core) }
     }
 
@@ -358,6 +370,7 @@ impl Core {
             "INSERT OR IGNORE INTO fallbacks (message_id, agent, phone, sms_text, content, deadline_at, state, next_at, attempts) VALUES (?, ?, ?, ?, ?, ?, 'waiting', ?, 0)",
             vec![message_id.into(), agent.into(), phone.into(), order.sms_text.as_str().into(), content.to_string().into(), deadline.into(), deadline.into()],
         )?;
+        self.open_fallbacks.set(Some(true));
         let seen: Vec<RecordType> = self.records(message_id)?.into_iter().map(|(t, _)| t).collect();
         if seen.iter().any(|t| on_record(*t) == OnRecord::Cancel) {
             self.cancel_fallback(message_id)?;
@@ -368,10 +381,21 @@ impl Core {
     }
 
     fn cancel_fallback(&self, message_id: &str) -> Result<(), ApiError> {
-        self.exec(
+        if self.open_fallbacks.get().is_none() {
+            let open =
+                self.scalar("SELECT COUNT(*) FROM fallbacks WHERE state IN ('waiting', 'revoking')", vec![])?;
+            self.open_fallbacks.set(Some(open != Some(0)));
+        }
+        if self.open_fallbacks.get() == Some(false) {
+            return Ok(());
+        }
+        let cancelled = self.exec(
             "UPDATE fallbacks SET state = 'cancelled', next_at = NULL, content = NULL WHERE message_id = ? AND state IN ('waiting', 'revoking')",
             vec![message_id.into()],
         )?;
+        if cancelled.rows_written() > 0 {
+            self.open_fallbacks.set(None); // perhaps the last one: count again when next needed
+        }
         Ok(())
     }
 
@@ -726,6 +750,7 @@ impl Core {
         self.exec("DELETE FROM messages", vec![])?;
         self.exec("DELETE FROM events", vec![])?;
         self.exec("DELETE FROM fallbacks", vec![])?;
+        self.open_fallbacks.set(Some(false));
         self.schedule().await?;
         Ok(json_response(200, &json!({"erased": true})))
     }
