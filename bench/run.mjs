@@ -10,10 +10,12 @@
 // BENCH_WARMUP_SECONDS (1), BENCH_COLD_RUNS (3),
 // BENCH_ONLY ("0,1,2,3,4,5,0k,1k,1t,1s,2k,2d,3k,3t"),
 // BENCH_TIME_LIMIT_S (1200: the whole run is killed after this), BENCH_NO_PIN=1,
-// BENCH_STORAGE_DIR (where Miniflare keeps local storage; default /dev/shm when writable).
-// After the table, "ratios": rbm-edge's CPU per request ÷ its plain-JS twin's in the same run,
-// against the issue's goals (≤ 1.2× on /healthz, ≤ 1.0× on the webhook paths and the status
-// read); informative only, never an exit status.
+// BENCH_STORAGE_DIR (where Miniflare keeps local storage; default /dev/shm when writable),
+// BENCH_PAIRED_SECONDS (12 per pair; 0: no paired phase).
+// After the table, "ratios": rbm-edge's CPU per request ÷ its plain-JS twin's, against the
+// issue's goals (≤ 1.2× on /healthz, ≤ 1.0× on the webhook paths and the status read), from a
+// paired phase: the two rows alternate in batches of ~0.15 s, so the machine's drift (which moves
+// whole runs by ±20 % here) falls on both alike. Informative only, never an exit status.
 
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -57,6 +59,7 @@ const S = {
   warmupSeconds: num('BENCH_WARMUP_SECONDS', 1, 0, 30),
   coldRuns: num('BENCH_COLD_RUNS', 3, 1, 20),
   timeLimitS: num('BENCH_TIME_LIMIT_S', 1200, 30, 7200),
+  pairedSeconds: num('BENCH_PAIRED_SECONDS', 12, 0, 600),
   only: new Set((process.env.BENCH_ONLY ?? DEFAULT_ONLY).split(',').map((s) => s.trim()).filter(Boolean)),
 };
 const DRAIN_TIMEOUT_MS = 60_000;
@@ -483,6 +486,7 @@ async function main() {
   // machine's load hit every workload alike and the ratios between rows stay comparable.
   const workloads = [];
   const invalid = [];
+  let paired = {};
   log(`\nworkloads: ${S.runs} runs each, interleaved (median), ≤ ${S.seconds} s and ≤ ${S.maxRequests} requests per run, ${S.connections} connections, ${S.warmupSeconds} s warm-up; pinning: ${pinNote()}`);
   const want = (...ids) => ids.some((id) => S.only.has(id));
   const sinks = {
@@ -745,6 +749,7 @@ async function main() {
         await sleep(200);
       }
     }
+    paired = await pairedPhase(defs, runsOf);
     for (const def of defs) {
       const runs = runsOf.get(def);
       const w = {
@@ -813,7 +818,7 @@ async function main() {
     analysis.push(`queue path (5): time-to-200 ${byId[5].p50Ms} ms p50 at ${byId[5].rps} req/s, ${byId[5].cpuMsPerReq} ms CPU/request to enqueue; ` +
       `consumer drained at ${byId[5].eventsPerSec} events/s overall, ${byId[5].totalCpuMsPerEvent} ms CPU/event end to end (incl. the local queue broker + KV polling).`);
   }
-  const ratios = ratiosOf(workloads, invalid);
+  const ratios = ratiosOf(workloads, invalid, paired);
   const allRuns = workloads.flatMap((w) => w.runs);
   const noisiest = allRuns.reduce((m, r) => ((r.otherBusyPct ?? 0) > (m?.otherBusyPct ?? -1) ? r : m), null);
   if (noisiest && noisiest.otherBusyPct > 15) {
@@ -838,9 +843,10 @@ async function main() {
       'nodeCpuPct = CPU of the bench process (generator + Google fake + Miniflare Node side) in % of one core: near 100 means generator-bound.',
       'Cold start: new Miniflare() → first 200 includes Miniflare\'s config generation; "spawnToFirst200Ms" starts at the workerd exec. ' +
         'The delta vs a trivial JS Worker estimates wasm compile + glue evaluation + instantiate at startup.',
-      'ratios: rbm-edge row ÷ its plain-JS twin (bench/lib/calibration-worker.js), medians of the same run; cpuRatio against the goal ' +
-        '(≤ 1.2 on /healthz, ≤ 1.0 elsewhere), rpsRatio > 1 means rbm-edge answered more requests per second. cpuRatioRuns: run k ÷ run k ' +
-        '(the two rows ran in the same interleaved round). Informative only: never an exit status.',
+      'ratios: rbm-edge row ÷ its plain-JS twin (bench/lib/calibration-worker.js); cpuRatio (against the goal: ≤ 1.2 on /healthz, ≤ 1.0 ' +
+        'elsewhere) comes from the paired phase (method "paired": the two rows alternate in ~0.15 s batches for BENCH_PAIRED_SECONDS, so ' +
+        'machine drift falls on both), else from the runs\' medians. medianCpuRatio: the runs\' medians ÷; rpsRatio > 1 means rbm-edge ' +
+        'answered more requests per second; cpuRatioRuns: run k ÷ run k. Informative only: never an exit status.',
     ],
     durationS: round((Date.now() - t0) / 1000, 1),
   };
@@ -855,8 +861,53 @@ async function main() {
   return 0;
 }
 
-/** rbm-edge ÷ JS twin for each RATIO_PAIRS pair present in this run. */
-function ratiosOf(workloads, invalid) {
+/**
+ * The paired phase: for each RATIO_PAIRS pair whose two rows ran, the rows alternate in batches
+ * of about 0.15 s each (sized from the row's median req/s) for BENCH_PAIRED_SECONDS, and each
+ * batch's workerd CPU is summed per row. Drift of the machine between runs cancels out; /proc's
+ * 10 ms CPU ticks average out over the batches. Returns { "r/j": { ... } }.
+ */
+async function pairedPhase(defs, runsOf) {
+  const out = {};
+  if (S.pairedSeconds <= 0) return out;
+  const defOf = new Map(defs.map((d) => [String(d.id), d]));
+  const batchOf = (def) => {
+    const rps = runsOf.get(def).map((x) => x.rps).sort((x, y) => x - y)[Math.floor(runsOf.get(def).length / 2)] ?? 200;
+    return Math.max(40, Math.min(2000, Math.round(0.15 * rps)));
+  };
+  log(`\npaired phase: ${S.pairedSeconds} s per pair, rows alternating in ~0.15 s batches`);
+  for (const [r, j] of RATIO_PAIRS) {
+    const pair = [defOf.get(r), defOf.get(j)];
+    if (!pair[0] || !pair[1] || pair.some((d) => d.measure)) continue;
+    const acc = pair.map((def) => ({ cpuMs: 0, n: 0, batches: 0, batch: batchOf(def) }));
+    const end = performance.now() + S.pairedSeconds * 1000;
+    for (let b = 0; performance.now() < end; b++) {
+      for (const [k, def] of pair.entries()) {
+        const at = asFn(def.build(acc[k].batch, `p${b}`)); // built before its batch
+        const known = new Map();
+        const c0 = cpuMsOf(def.inst.pids, known);
+        const res = await runLoad({ origin: def.inst.url, connections: S.connections, durationMs: 60_000, maxRequests: acc[k].batch, request: at });
+        await sleep(20); // the batch's trailing work (logs, storage) lands in its own CPU
+        acc[k].cpuMs += cpuMsOf(def.inst.pids, known) - c0;
+        acc[k].n += res.answered;
+        acc[k].batches++;
+      }
+    }
+    const per = acc.map((a) => (a.n ? a.cpuMs / a.n : null));
+    out[`${r}/${j}`] = {
+      cpuMsPerReq: { rbmEdge: round(per[0], 4), js: round(per[1], 4) },
+      cpuRatio: per[0] !== null && per[1] ? round(per[0] / per[1], 3) : null,
+      requests: { rbmEdge: acc[0].n, js: acc[1].n },
+      batches: acc[0].batches,
+      batchSize: { rbmEdge: acc[0].batch, js: acc[1].batch },
+    };
+    log(`  ${r}/${j}: ${per[0]?.toFixed(3)} / ${per[1]?.toFixed(3)} ms/req = ${out[`${r}/${j}`].cpuRatio?.toFixed(3)}× (${acc[0].batches} batch pairs, ${acc[0].n} + ${acc[1].n} requests)`);
+  }
+  return out;
+}
+
+/** rbm-edge ÷ JS twin for each RATIO_PAIRS pair present in this run (paired phase first). */
+function ratiosOf(workloads, invalid, paired = {}) {
   const byId = new Map(workloads.map((w) => [String(w.id), w]));
   const bad = new Set(invalid.map((line) => line.split(' ')[0]));
   const div = (a, b) => (typeof a === 'number' && typeof b === 'number' && b > 0 ? a / b : null);
@@ -865,7 +916,8 @@ function ratiosOf(workloads, invalid) {
     const a = byId.get(r);
     const b = byId.get(j);
     if (!a || !b) continue;
-    const cpuRatio = div(a.median.cpuMsPerReq, b.median.cpuMsPerReq);
+    const p = paired[`${r}/${j}`];
+    const cpuRatio = p?.cpuRatio ?? div(a.median.cpuMsPerReq, b.median.cpuMsPerReq);
     out.push({
       pair: `${r}/${j}`,
       rbmEdge: r,
@@ -873,7 +925,10 @@ function ratiosOf(workloads, invalid) {
       goal,
       cpuRatio: round(cpuRatio, 3),
       rpsRatio: round(div(a.median.rps, b.median.rps), 3),
-      cpuMsPerReq: { rbmEdge: a.median.cpuMsPerReq, js: b.median.cpuMsPerReq },
+      method: p ? 'paired' : 'medians',
+      cpuMsPerReq: p ? p.cpuMsPerReq : { rbmEdge: a.median.cpuMsPerReq, js: b.median.cpuMsPerReq },
+      ...(p && { paired: p }),
+      medianCpuRatio: round(div(a.median.cpuMsPerReq, b.median.cpuMsPerReq), 3),
       rps: { rbmEdge: a.median.rps, js: b.median.rps },
       cpuRatioRuns: a.runs.map((x, k) => round(div(x.cpuMsPerReq, b.runs[k]?.cpuMsPerReq), 3)),
       verdict: bad.has(r) || bad.has(j) ? 'invalid' : cpuRatio === null ? 'n/a' : cpuRatio <= goal ? 'pass' : 'over',
@@ -885,13 +940,14 @@ function ratiosOf(workloads, invalid) {
 function printRatios(ratios) {
   if (!ratios?.length) return;
   const f = (x, d) => (x === null || x === undefined ? '—' : Number(x).toFixed(d));
-  const rows = [['pair', 'CPU ms/req rbm-edge / JS', 'CPU ratio', 'goal', '', 'req/s ratio', 'CPU ratio per run']];
+  const rows = [['pair', 'CPU ms/req rbm-edge / JS', 'CPU ratio', 'goal', '', 'req/s ratio', 'medians', 'CPU ratio per run']];
   for (const q of ratios) {
-    rows.push([q.pair, `${f(q.cpuMsPerReq.rbmEdge, 3)} / ${f(q.cpuMsPerReq.js, 3)}`, `${f(q.cpuRatio, 2)}×`, `≤ ${q.goal.toFixed(1)}×`, q.verdict,
-      `${f(q.rpsRatio, 2)}×`, q.cpuRatioRuns.map((x) => f(x, 2)).join(' ')]);
+    rows.push([q.pair, `${f(q.cpuMsPerReq.rbmEdge, 3)} / ${f(q.cpuMsPerReq.js, 3)}`, `${f(q.cpuRatio, 3)}×`, `≤ ${q.goal.toFixed(1)}×`, q.verdict,
+      `${f(q.rpsRatio, 2)}×`, `${f(q.medianCpuRatio, 2)}×`, q.cpuRatioRuns.map((x) => f(x, 2)).join(' ')]);
   }
   const widths = rows[0].map((_, c) => Math.max(...rows.map((row) => row[c].length)));
-  log('\nratios: rbm-edge ÷ plain-JS twin, CPU per request (goal) and req/s, same run');
+  const how = ratios.some((q) => q.method === 'paired') ? 'paired phase' : 'medians of the runs';
+  log(`\nratios: rbm-edge ÷ plain-JS twin, CPU per request (${how}) against the goal; req/s and the runs' medians for comparison`);
   for (const [i, row] of rows.entries()) {
     log(`  ${row.map((c, k) => (k === 0 || k >= 4 ? c.padEnd(widths[k]) : c.padStart(widths[k]))).join('  ').trimEnd()}`);
     if (i === 0) log(`  ${widths.map((w) => '-'.repeat(w)).join('  ')}`);
