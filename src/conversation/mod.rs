@@ -294,7 +294,7 @@ impl Core {
             Op::Status { message_id, record, meta } => self.record(&message_id, record, meta)?,
             Op::Inbound { message } => self.inbound(message, cfg.keep_history)?,
             Op::Typing => {
-                self.broadcast(&Frame::Typing { active: true }.to_json());
+                self.broadcast(&Frame::Typing { active: true });
                 json!({"ok": true})
             }
             Op::TakeSend { max, units, expires_at_ms } => self.take_send(max, units, expires_at_ms).await?,
@@ -339,9 +339,7 @@ impl Core {
         )?;
         let after = project(known.records.iter().map(|(r, _)| *r).chain([t]));
         if let Some(status) = after.filter(|a| Some(*a) != before) {
-            self.broadcast(
-                &Frame::Status { message_id, status: status.as_str(), event: t.as_str() }.to_json(),
-            );
+            self.broadcast(&Frame::Status { message_id, status: status.as_str(), event: t.as_str() });
         }
         match on_record(t) {
             OnRecord::Cancel => self.cancel_fallback(message_id)?,
@@ -626,7 +624,7 @@ impl Core {
             )?
             .rows_written();
         if inserted > 0 {
-            self.broadcast(&Frame::Received { message: &view }.to_json());
+            self.broadcast(&Frame::Received { message: &view });
         }
         Ok(json!({"ok": true, "duplicate": inserted == 0}))
     }
@@ -738,9 +736,15 @@ impl Core {
             .map_err(|e| ApiError::Internal(format!("No WebSocket answer: {e}.")))
     }
 
-    fn broadcast(&self, frame: &str) {
-        for ws in self.state.get_websockets() {
-            let _ = ws.send_with_str(frame);
+    /// Sends a frame to every page watching; built only when one is (most events have none).
+    fn broadcast(&self, frame: &Frame) {
+        let sockets = self.state.get_websockets();
+        if sockets.is_empty() {
+            return;
+        }
+        let text = frame.to_json();
+        for ws in sockets {
+            let _ = ws.send_with_str(&text);
         }
     }
 
