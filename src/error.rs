@@ -144,12 +144,12 @@ impl ApiError {
         }
     }
 
-    /// The JSON error response. Built by hand so it cannot fail or panic.
-    /// `{"error":{"code","message"}}`.
+    /// The error document, `{"error":{"code","message"}}`.
     pub fn body(&self) -> serde_json::Value {
         serde_json::json!({"error": {"code": self.code(), "message": self.message()}})
     }
 
+    /// The JSON error response. Built by hand so it cannot fail or panic.
     pub fn into_response(self) -> Response {
         let mut resp = json_response(self.status(), &self.body());
         if let ApiError::RateLimited { retry_after_secs, .. } = self {

@@ -15,8 +15,8 @@
 //! first, or revoke 404) or `revoke_failed` — each message falls back at most once.
 //! The Worker calls its RPC method `op` (a `core::conversation::Op`, see `Conversation::rpc_op`)
 //! and sends it internal requests: `GET /history`, `GET /live` (WebSocket),
-//! `DELETE /conversation`. Handlers never return
-//! `Err` (that would surface as an exception in the caller): failures are JSON errors.
+//! `DELETE /conversation`. Handlers never return `Err` (that would surface as an exception in
+//! the caller): failures are JSON errors.
 
 pub mod client;
 
