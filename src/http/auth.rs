@@ -17,7 +17,7 @@ pub enum Caller {
 
 /// The bearer credential of `req`, if it has an `Authorization: Bearer …` header.
 fn bearer(req: &Request) -> Option<String> {
-    let value = req.headers().get("authorization").ok().flatten()?;
+    let value = req.header("authorization")?;
     let (scheme, token) = value.trim().split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string()).filter(|t| !t.is_empty())
 }
@@ -30,7 +30,7 @@ pub fn caller(req: &Request, cx: &Cx) -> Result<Caller, ApiError> {
 /// The credential a WebSocket client offers as a subprotocol (`bearer.<token or key>`, next to
 /// `rbm-edge.v1`): browsers cannot set headers on a WebSocket, and credentials never go in URLs.
 pub fn subprotocol_credential(req: &Request) -> Option<String> {
-    let offered = req.headers().get("sec-websocket-protocol").ok().flatten()?;
+    let offered = req.header("sec-websocket-protocol")?;
     let mut protocols = offered.split(',').map(str::trim);
     if !offered.split(',').any(|p| p.trim() == crate::conversation::PROTOCOL) {
         return None;

@@ -32,13 +32,13 @@ pub async fn history(req: &Request, phone: &str, caller: &Caller, cx: &Cx) -> Re
 /// as the subprotocol `bearer.<token>` next to `rbm-edge.v1`; 401 before the upgrade when it
 /// is missing or bad, 403 for an Origin that is not allowed.
 pub async fn live(req: &Request, phone: &str, cx: &Cx) -> Result<Response, ApiError> {
-    let upgrade = req.headers().get("upgrade").ok().flatten().unwrap_or_default();
+    let upgrade = req.header("upgrade").unwrap_or_default();
     if !upgrade.eq_ignore_ascii_case("websocket") {
         return Err(ApiError::InvalidRequest(
             "This route is a WebSocket: open it with the subprotocols rbm-edge.v1 and bearer.<token>.".into(),
         ));
     }
-    if let Some(origin) = req.headers().get("origin").ok().flatten() {
+    if let Some(origin) = req.header("origin") {
         let url = req.inner().url();
         if origin != own_origin(&url) && !cx.cfg.allowed_origins.contains(&origin) {
             return Err(ApiError::Forbidden(format!(

@@ -14,7 +14,7 @@ use crate::google::rbm::{self, RbmAnswer};
 
 pub async fn create(req: Request, caller: &Caller, cx: &Cx) -> Result<Response, ApiError> {
     caller.require(Scope::FilesUpload, None)?;
-    let content_type = req.headers().get("content-type").ok().flatten();
+    let content_type = req.header("content-type");
     let answer = match upload_kind(content_type.as_deref()) {
         Upload::ByUrl => {
             let body = req.body(16 * 1024).await?;
@@ -26,7 +26,7 @@ pub async fn create(req: Request, caller: &Caller, cx: &Cx) -> Result<Response, 
             rbm::call(&cx.cfg, cx.now_ms, base, Method::Post, "/v1/files", Some(&body)).await?
         }
         Upload::Media(media_type) => {
-            let length = req.headers().get("content-length").ok().flatten();
+            let length = req.header("content-length");
             // Checked before a byte is read: a streamed body cannot be taken back, so its size
             // must be known (and within RBM's limit) up front.
             let length = length.and_then(|l| l.trim().parse::<u64>().ok()).ok_or(ApiError::LengthRequired)?;

@@ -72,7 +72,7 @@ pub async fn send(req: Request, caller: &Caller, cx: &Cx) -> Result<Response, Ap
     };
     if let Caller::Token(claims) = caller {
         // Last check before RBM: only sends that reach RBM use the token's budget.
-        let ip = req.headers().get("cf-connecting-ip").ok().flatten();
+        let ip = req.header("cf-connecting-ip");
         // A fallback SMS counts against maxSends too: reserved with the send.
         let units = if send.fallback.is_some() { 2 } else { 1 };
         limits::take_send(&cx.env, claims, ip.as_deref(), cx.now_ms / 1000, units).await?;

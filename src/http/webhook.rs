@@ -41,7 +41,7 @@ pub async fn handle(req: Request, cx: &Cx) -> Result<Response, ApiError> {
         }
         WebhookBody::Event(envelope) => envelope,
     };
-    let signature = req.headers().get("x-goog-signature").ok().flatten();
+    let signature = req.header("x-goog-signature");
     verify(tokens.iter().map(String::as_str), &envelope.data, signature.as_deref()).map_err(|e| match e {
         SignatureError::Missing => ApiError::MissingSignature,
         other => ApiError::BadSignature(other.describe()),
@@ -51,7 +51,7 @@ pub async fn handle(req: Request, cx: &Cx) -> Result<Response, ApiError> {
         received_at: cx.now_ms,
         pubsub_message_id: envelope.pubsub_message_id,
         publish_time: envelope.publish_time,
-        webhook_type: webhook_type(req.headers().get("x-goog-webhook-type").ok().flatten().as_deref()),
+        webhook_type: webhook_type(req.header("x-goog-webhook-type").as_deref()),
     };
     let decoded = match Decoded::from_bytes(envelope.data) {
         Ok(d) => d,
