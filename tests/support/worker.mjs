@@ -57,17 +57,49 @@ function killGroup(child, signal) {
   }
 }
 
-/** A TCP port that was free a moment ago (listen on 0, read it, close). */
-export function freePort() {
-  return new Promise((resolve, reject) => {
+/**
+ * The kernel's ephemeral range: ports it hands to `listen(0)` and to outgoing connections.
+ * workerd binds several of those for itself, so a port picked there can be taken between
+ * our pick and wrangler's bind (seen in CI as "Address already in use").
+ */
+function ephemeralRange() {
+  try {
+    const [lo, hi] = fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (lo > 0 && hi >= lo) return [lo, hi];
+  } catch { /* not Linux */ }
+  return [32768, 60999];
+}
+
+function tryListen(port) {
+  return new Promise((resolve) => {
     const srv = net.createServer();
     srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
+    srv.once('error', () => resolve(null));
+    srv.listen(port, '127.0.0.1', () => {
+      const got = srv.address().port;
+      srv.close(() => resolve(got));
     });
   });
+}
+
+/**
+ * A TCP port that was free a moment ago, outside the ephemeral range when there is room
+ * (so neither the kernel nor another workerd hands it out meanwhile); random, so concurrent
+ * suites rarely pick the same one. Falls back to `listen(0)`.
+ */
+export async function freePort() {
+  const [lo, hi] = ephemeralRange();
+  const span = lo > 11_000 ? [10_000, lo - 1] : hi < 64_000 ? [hi + 1, 65_000] : null;
+  if (span) {
+    for (let i = 0; i < 50; i++) {
+      const candidate = span[0] + Math.floor(Math.random() * (span[1] - span[0] + 1));
+      const port = await tryListen(candidate);
+      if (port !== null) return port;
+    }
+  }
+  const port = await tryListen(0);
+  if (port === null) throw new Error('freePort: cannot listen on 127.0.0.1');
+  return port;
 }
 
 /** TOML basic string: quotes, backslashes and control characters escaped. */
@@ -170,7 +202,19 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  * @param {string}  [opts.buildDir]               pre-built Worker dir (default $RBM_EDGE_BUILD_DIR or <repo>/build)
  * @returns {Promise<{url:string, port:number, stop:()=>Promise<void>, logs:()=>string, dir:string}>}
  */
-export async function startWorker({
+export async function startWorker(opts = {}) {
+  // A port can still be taken between the pick and wrangler's bind (two suites picking the
+  // same one): start again on fresh ports, a bounded number of times.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startWorkerOnce(opts);
+    } catch (err) {
+      if (attempt >= 3 || !/Address already in use|EADDRINUSE/.test(err.message)) throw err;
+    }
+  }
+}
+
+async function startWorkerOnce({
   vars = {}, secrets = {}, kv = true, queues = false, assets = false, extraToml = '', name = 'rbm-edge-test',
   buildDir = process.env.RBM_EDGE_BUILD_DIR || path.join(REPO, 'build'),
 } = {}) {
