@@ -8,11 +8,13 @@
 //! and embeds it verbatim; typing is pushed, never queued; at most one record, one
 //! conversation op and one forward per event, in that order; every conversation op survives
 //! its JSON round trip; a callback is owed only with a known URL and only when the status
-//! changes; `Job::from_json` and `Op::from_json` are total on arbitrary text.
+//! changes; `Job::from_json`, `Op::from_json` and `InboundRecord::from_op` are total on
+//! arbitrary text, a record's view is one JSON object, and every user message op the planner
+//! makes is recorded from its text with its own id and time.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rbm_edge::core::conversation::{conversation_of, op_for_event, Op};
+use rbm_edge::core::conversation::{conversation_of, op_for_event, InboundRecord, Op};
 use rbm_edge::core::event::Decoded;
 use rbm_edge::core::pipeline::{
     intake, plan, status_change_callback, Effect, Intake, Job, Known, Mode, PipelineConfig, Receipt,
@@ -25,6 +27,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = Job::from_json(text);
         let _ = Op::from_json(text);
+        if let Some(rec) = InboundRecord::from_op(text) {
+            let view: serde_json::Value = serde_json::from_str(&rec.view).expect("a view is JSON");
+            assert!(view.is_object(), "{}", rec.view);
+        }
     }
     let [settings, records, rest @ ..] = data else { return };
     let Ok(decoded) = Decoded::from_bytes(rest.to_vec()) else { return };
@@ -73,6 +79,10 @@ fuzz_target!(|data: &[u8]| {
         if let Effect::Conversation { op, .. } = e {
             let json = serde_json::to_string(op).expect("ops serialize");
             assert_eq!(Op::from_json(&json).as_ref(), Ok(op), "{json}");
+            if let Op::Inbound { message } = op {
+                let rec = InboundRecord::from_op(&json).expect("an inbound op is recorded from its text");
+                assert_eq!((rec.message_id.as_str(), rec.at.as_str()), (message.message_id.as_str(), message.at.as_str()));
+            }
         }
         if let Effect::Record { message_id, record, meta } = e {
             assert_eq!(Some(message_id.as_str()), decoded.event.message_id());

@@ -33,8 +33,8 @@ use worker::{
 
 use crate::config::Config;
 use crate::core::conversation::{
-    decode_cursor, encode_cursor, order_ms, FallbackOrder, Frame, InboundMessage, Op, MAX_PAGE,
-    READY_MESSAGES,
+    decode_cursor, encode_cursor, order_ms, FallbackOrder, Frame, InboundMessage, InboundRecord, Op,
+    MAX_PAGE, READY_MESSAGES,
 };
 use crate::core::fallback::{
     self, after_revoke, backoff_ms, on_record, AfterRevoke, OnRecord, Reason, SmsAnswer,
@@ -230,8 +230,8 @@ impl Conversation {
     pub fn rpc_op(&self, body: String) -> Result<JsValue, JsValue> {
         let core = self.core.clone();
         crate::runtime::now_or_promise(async move {
-            let out = core.op(&body).await.unwrap_or_else(|e| e.body());
-            Ok(JsValue::from_str(&serde_json::to_string(&out).unwrap_or_default()))
+            let out = core.op(&body).await.unwrap_or_else(|e| e.body().to_string());
+            Ok(JsValue::from_str(&out))
         })
     }
 }
@@ -258,11 +258,27 @@ impl Core {
         Ok(self.rows(q, args)?.first().and_then(|r| int(r, 0)))
     }
 
-    async fn op(&self, body: &str) -> Result<Value, ApiError> {
+    /// One op, answered as JSON text.
+    async fn op(&self, body: &str) -> Result<String, ApiError> {
+        let cfg = Config::get(&self.env);
+        // A user message (the most frequent op) is recorded from the op's text as it is.
+        let out = match InboundRecord::from_op(body) {
+            Some(message) => self.inbound(message, cfg.keep_history)?,
+            None => self.other_op(body, &cfg).await?.to_string(),
+        };
+        // Most ops (a text, a receipt without callback) only add content, which the sweep
+        // alarm already set covers: six queries and an alarm read saved per event.
+        let sweep_covered = self.alarm_at.get().is_some_and(|t| t <= now_ms() + SWEEP_EVERY_MS);
+        if self.timers_touched.get() || !sweep_covered {
+            self.schedule().await?;
+        }
+        Ok(out)
+    }
+
+    async fn other_op(&self, body: &str, cfg: &Config) -> Result<Value, ApiError> {
         let op = Op::from_json(body)
             .map_err(|e| ApiError::InvalidRequest(format!("Not a conversation op: {e}.")))?;
-        let cfg = Config::get(&self.env);
-        let out = match op {
+        Ok(match op {
             Op::Outbound { message_id, content, callback_url, record, meta, fallback } => {
                 let at_ms = order_ms(&meta.at);
                 if let (Some(order), Some(_)) = (&fallback, record) {
@@ -292,20 +308,17 @@ impl Core {
                 out
             }
             Op::Status { message_id, record, meta } => self.record(&message_id, record, meta)?,
-            Op::Inbound { message } => self.inbound(message, cfg.keep_history)?,
+            Op::Inbound { message } => {
+                let view = inbound_view(&message).to_string();
+                let message = InboundRecord { message_id: message.message_id, at: message.at, view };
+                serde_json::from_str(&self.inbound(message, cfg.keep_history)?).unwrap_or_default()
+            }
             Op::Typing => {
                 self.broadcast(&Frame::Typing { active: true });
                 json!({"ok": true})
             }
             Op::TakeSend { max, units, expires_at_ms } => self.take_send(max, units, expires_at_ms).await?,
-        };
-        // Most ops (a text, a receipt without callback) only add content, which the sweep
-        // alarm already set covers: six queries and an alarm read saved per event.
-        let sweep_covered = self.alarm_at.get().is_some_and(|t| t <= now_ms() + SWEEP_EVERY_MS);
-        if self.timers_touched.get() || !sweep_covered {
-            self.schedule().await?;
-        }
-        Ok(out)
+        })
     }
 
     /// Records `t` for a message (a duplicate changes nothing), decides on the exact records
@@ -614,19 +627,19 @@ impl Core {
             .collect())
     }
 
-    fn inbound(&self, message: InboundMessage, keep_history: bool) -> Result<Value, ApiError> {
-        let view = inbound_view(&message);
-        let content = if keep_history { Some(view.to_string()) } else { None };
+    /// Keeps a user message (once) and pushes it to the conversation's pages; answers JSON text.
+    fn inbound(&self, message: InboundRecord, keep_history: bool) -> Result<String, ApiError> {
+        let InboundRecord { message_id, at, view } = message;
         let inserted = self
             .exec(
                 "INSERT OR IGNORE INTO messages (message_id, direction, at_ms, at, content) VALUES (?, 'inbound', ?, ?, ?)",
-                vec![message.message_id.as_str().into(), order_ms(&message.at).into(), message.at.as_str().into(), content.into()],
+                vec![message_id.into(), order_ms(&at).into(), at.into(), keep_history.then(|| view.clone()).into()],
             )?
             .rows_written();
         if inserted > 0 {
-            self.broadcast(&Frame::Received { message: &view });
+            self.push(|| Frame::received(&view));
         }
-        Ok(json!({"ok": true, "duplicate": inserted == 0}))
+        Ok(format!(r#"{{"ok":true,"duplicate":{}}}"#, inserted == 0))
     }
 
     async fn take_send(&self, max: u32, units: u32, expires_at_ms: u64) -> Result<Value, ApiError> {
@@ -738,11 +751,16 @@ impl Core {
 
     /// Sends a frame to every page watching; built only when one is (most events have none).
     fn broadcast(&self, frame: &Frame) {
+        self.push(|| frame.to_json());
+    }
+
+    /// Sends a frame's text to every socket; the text is made only when one is open.
+    fn push(&self, frame: impl FnOnce() -> String) {
         let sockets = self.state.get_websockets();
         if sockets.is_empty() {
             return;
         }
-        let text = frame.to_json();
+        let text = frame();
         for ws in sockets {
             let _ = ws.send_with_str(&text);
         }

@@ -163,6 +163,55 @@ impl Op {
     }
 }
 
+/// A user message as the object records it, read from an `inbound` op's text without a tree
+/// of its content: its id and time, and its view (the message with `"direction":"inbound"`),
+/// kept in history and pushed to pages as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundRecord {
+    pub message_id: String,
+    pub at: String,
+    pub view: String,
+}
+
+impl InboundRecord {
+    /// `Some` for an `inbound` op as the Worker writes it: `{"inbound":{"message":M}}`, where M
+    /// (an [`InboundMessage`]) starts with `messageId` and ends with `at`. `None` for any other
+    /// text, which [`Op::from_json`] reads (and explains). By hand: a derived reader for the
+    /// two fields costs the wasm more than this.
+    pub fn from_op(text: &str) -> Option<InboundRecord> {
+        let message = text.strip_prefix(r#"{"inbound":{"message":"#)?.strip_suffix("}}")?;
+        // One JSON value, nothing after it; it starts with `{`, so it is an object.
+        serde_json::from_str::<serde::de::IgnoredAny>(message).ok()?;
+        let members = message.strip_prefix('{')?;
+        let (message_id, _) = json_string_at(members.strip_prefix(r#""messageId":"#)?)?;
+        // Quotes inside strings are escaped, so the last `,"at":` outside any string is the
+        // message's own last member unless a nested object ends the message (then no match).
+        let at_key = members.rfind(r#","at":"#)?;
+        let (at, rest) = json_string_at(&members[at_key + 6..])?;
+        if rest != "}" {
+            return None;
+        }
+        Some(InboundRecord { message_id, at, view: format!(r#"{{"direction":"inbound",{members}"#) })
+    }
+}
+
+/// The JSON string literal at the start of `s`, decoded, and what follows it.
+fn json_string_at(s: &str) -> Option<(String, &str)> {
+    let bytes = s.as_bytes();
+    if bytes.first() != Some(&b'"') {
+        return None;
+    }
+    let mut i = 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => return Some((serde_json::from_str(&s[..=i]).ok()?, &s[i + 1..])),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
 /// The conversation a verified event belongs to, `(agent, phone, is_typing)`, if any: receipts
 /// and TTL notices for agent messages, user messages and typing; other kinds (SUBSCRIBE,
 /// unknown) are not part of the conversation. Cheap: the webhook asks it of every event, and
@@ -252,8 +301,6 @@ pub enum Frame<'a> {
     Ready { messages: &'a [Value] },
     #[serde(rename = "message.status", rename_all = "camelCase")]
     Status { message_id: &'a str, status: &'a str, event: &'a str },
-    #[serde(rename = "message.received")]
-    Received { message: &'a Value },
     #[serde(rename = "typing")]
     Typing { active: bool },
 }
@@ -261,6 +308,11 @@ pub enum Frame<'a> {
 impl Frame<'_> {
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The `message.received` frame around a user message's view (JSON text, as kept).
+    pub fn received(view: &str) -> String {
+        format!(r#"{{"type":"message.received","message":{view}}}"#)
     }
 }
 
@@ -380,13 +432,63 @@ mod tests {
     }
 
     #[test]
+    fn an_inbound_op_is_recorded_from_its_text() {
+        for event in [
+            r#"{"agentId":"a","senderPhoneNumber":"+12223334444","messageId":"u1","sendTime":"2026-01-01T00:00:01Z","text":"h\"i\u00e9"}"#,
+            r#"{"agentId":"a","senderPhoneNumber":"+12223334444","messageId":"u2","suggestionResponse":{"postbackData":"p","text":"Yes"}}"#,
+            r#"{"agentId":"a","senderPhoneNumber":"+12223334444","messageId":"u3","location":{"latitude":1.5,"longitude":-2}}"#,
+        ] {
+            let (_, _, op) = op_for_event(&decode(event), AT_MS, None).expect("inbound");
+            let Op::Inbound { message } = &op else { panic!("{op:?}") };
+            let rec = InboundRecord::from_op(&serde_json::to_string(&op).unwrap()).expect("recorded");
+            assert_eq!(
+                (rec.message_id.as_str(), rec.at.as_str()),
+                (message.message_id.as_str(), message.at.as_str())
+            );
+            let mut expected = serde_json::to_value(message).unwrap();
+            expected["direction"] = "inbound".into();
+            assert_eq!(serde_json::from_str::<Value>(&rec.view).unwrap(), expected, "{}", rec.view);
+        }
+        for other in [
+            r#"{"inbound":{"message":{"messageId":"m","at":"t"}}}"#,
+            r#"{"inbound":{"message":{"messageId":"m"}}}"#,
+            r#"{"inbound":{"message":{"messageId":"m","text":"x\",\"at\":\"y"}}}"#,
+            r#"{"inbound":{"message":{"messageId":"m","at":"t","location":{"at":"u"}}}}"#,
+            r#"{"inbound":{"message":{"messageId":"m\"","at":"t\\"}}}"#,
+            r#"{"inbound":{"message":{"messageId":"m","at":"t"}},"x":{"y":1}}}"#,
+            r#"{"inbound":{"message":{"at":"t"}}}"#,
+            r#"{"inbound":{"message":[1,2]}}"#,
+            r#"{"inbound":{"message":["m","t"]}}"#,
+            r#"{"inbound":{"message":{"messageId":"m"}} , {"x":1}}}"#,
+            r#"{"inbound":{"message":{"messageId":"m"}}} "#,
+            r#""typing""#,
+            r#"{"status":{}}"#,
+        ] {
+            let rec = InboundRecord::from_op(other);
+            match other {
+                r#"{"inbound":{"message":{"messageId":"m","at":"t"}}}"# => assert_eq!(
+                    rec,
+                    Some(InboundRecord {
+                        message_id: "m".into(),
+                        at: "t".into(),
+                        view: r#"{"direction":"inbound","messageId":"m","at":"t"}"#.into()
+                    })
+                ),
+                r#"{"inbound":{"message":{"messageId":"m\"","at":"t\\"}}}"# => {
+                    assert_eq!(rec.map(|r| (r.message_id, r.at)), Some(("m\"".into(), "t\\".into())))
+                }
+                _ => assert_eq!(rec, None, "{other}"),
+            }
+        }
+    }
+
+    #[test]
     fn frames_have_the_documented_shapes() {
         let s = Frame::Status { message_id: "m", status: "READ", event: "READ" }.to_json();
         assert_eq!(s, r#"{"type":"message.status","messageId":"m","status":"READ","event":"READ"}"#);
         assert_eq!(Frame::Typing { active: true }.to_json(), r#"{"type":"typing","active":true}"#);
-        let m = serde_json::json!({"direction":"inbound"});
         assert_eq!(
-            Frame::Received { message: &m }.to_json(),
+            Frame::received(r#"{"direction":"inbound"}"#),
             r#"{"type":"message.received","message":{"direction":"inbound"}}"#
         );
         assert_eq!(Frame::Ready { messages: &[] }.to_json(), r#"{"type":"ready","messages":[]}"#);
