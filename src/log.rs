@@ -15,19 +15,30 @@ pub fn error(msg: &str, fields: Value) {
     emit("error", msg, fields)
 }
 
+/// An `info` line whose fields are a struct: serialised in one pass, without building a map
+/// first (the webhook logs every event).
+pub fn info_of(msg: &str, fields: &impl serde::Serialize) {
+    write("info", msg, &serde_json::to_string(fields).unwrap_or_default())
+}
+
 fn emit(level: &str, msg: &str, fields: Value) {
-    // Written directly (`level`, `msg`, then the fields' own object), not re-collected into a
-    // new map: one serialisation, no second tree.
-    let mut text = String::with_capacity(160);
+    match fields {
+        Value::Object(f) if !f.is_empty() => write(level, msg, &Value::Object(f).to_string()),
+        _ => write(level, msg, ""),
+    }
+}
+
+/// Writes `level`, `msg`, then the members of `fields` (a JSON object's text, or empty).
+fn write(level: &str, msg: &str, fields: &str) {
+    let mut text = String::with_capacity(64 + fields.len());
     text.push_str("{\"level\":\"");
     text.push_str(level);
     text.push_str("\",\"msg\":");
     text.push_str(&Value::from(msg).to_string());
-    match fields {
-        Value::Object(f) if !f.is_empty() => {
-            let rest = Value::Object(f).to_string();
+    match fields.strip_prefix('{') {
+        Some(rest) if rest != "}" => {
             text.push(',');
-            text.push_str(&rest[1..]);
+            text.push_str(rest);
         }
         _ => text.push('}'),
     }
@@ -37,9 +48,4 @@ fn emit(level: &str, msg: &str, fields: Value) {
         "warn" => web_sys::console::warn_1(&text),
         _ => web_sys::console::error_1(&text),
     }
-}
-
-/// A phone number for a log line: its last 4 digits at most (`***4444`).
-pub fn mask_phone(p: Option<&str>) -> Value {
-    p.map_or(Value::Null, |p| crate::core::redact::mask_phone(p).into())
 }

@@ -4,6 +4,7 @@
 //! decoded bytes → decode the event once → hand it to the pipeline → 200. Anything but 200
 //! makes RBM retry (for 7 days), so 200 is answered only once the event is safe.
 
+use serde::Serialize;
 use serde_json::json;
 use worker::Response;
 
@@ -12,7 +13,7 @@ use crate::core::ct::ct_eq_any;
 use crate::core::envelope::{parse_webhook_body, EnvelopeError, WebhookBody, MAX_WEBHOOK_BODY};
 use crate::core::event::Decoded;
 use crate::core::pipeline::{webhook_type, Receipt};
-use crate::core::redact::redact_event;
+use crate::core::redact::{mask_phone, redact_event};
 use crate::core::signature::{verify, SignatureError};
 use crate::error::{json_response, text_response, ApiError};
 use crate::log;
@@ -67,19 +68,41 @@ pub async fn handle(req: Request, cx: &Cx) -> Result<Response, ApiError> {
         }
     };
     let kind = decoded.event.kind().to_string();
-    let mut fields = json!({
-        "kind": kind,
-        "agentId": decoded.event.agent_id(),
-        "messageId": decoded.event.message_id(),
-        "eventId": decoded.event.event_id(),
-        "phone": log::mask_phone(decoded.event.phone_number()),
-        "webhookType": receipt.webhook_type,
-    });
-    if kind == "unknown" {
-        // Unknown kinds are logged (redacted) so they can be noticed and supported.
-        fields["event"] = redact_event(decoded.raw.as_bytes()).into();
-    }
-    log::info("event received", fields);
+    // Unknown kinds are logged (redacted) so they can be noticed and supported.
+    let unknown = (kind == "unknown").then(|| redact_event(decoded.raw.as_bytes()));
+    log::info_of(
+        "event received",
+        &Received {
+            kind: &kind,
+            agent_id: decoded.event.agent_id(),
+            message_id: decoded.event.message_id(),
+            event_id: decoded.event.event_id(),
+            phone: decoded.event.phone_number().map(mask_phone),
+            webhook_type: receipt.webhook_type.as_deref(),
+            event: unknown,
+        },
+    );
     pipeline::accept(cx, decoded, receipt).await?;
-    Ok(json_response(200, &json!({"ok": true, "kind": kind})))
+    Ok(json_response(200, &Accepted { ok: true, kind: &kind }))
+}
+
+/// The "event received" log line (phone masked to its last 4 digits).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Received<'a> {
+    kind: &'a str,
+    agent_id: Option<&'a str>,
+    message_id: Option<&'a str>,
+    event_id: Option<&'a str>,
+    phone: Option<String>,
+    webhook_type: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event: Option<String>,
+}
+
+/// The webhook's 200: `{"ok":true,"kind":…}`.
+#[derive(Serialize)]
+struct Accepted<'a> {
+    ok: bool,
+    kind: &'a str,
 }
