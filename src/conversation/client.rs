@@ -5,7 +5,7 @@ use serde_json::Value;
 use worker::{Env, Headers, Method, Response, Stub};
 
 use wasm_bindgen::prelude::wasm_bindgen;
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
 use crate::runtime::{js_message, request};
@@ -31,20 +31,42 @@ fn unavailable(e: worker::Error) -> ApiError {
     ApiError::StorageUnavailable(format!("The conversation object failed: {e}."))
 }
 
-/// The stub's RPC method (`Conversation::rpc_op` on the object's side).
+/// The binding, its stubs and their RPC method (`Conversation::rpc_op` on the object's side),
+/// called directly: `Env::durable_object` checks the binding's class by name on every call
+/// (three more crossings into JS per op).
 #[wasm_bindgen]
 extern "C" {
-    #[wasm_bindgen(extends = js_sys::Object)]
+    type EnvBindings;
+    #[wasm_bindgen(method, getter = CONVERSATIONS)]
+    fn conversations(this: &EnvBindings) -> Option<Namespace>;
+
+    type Namespace;
+    #[wasm_bindgen(method, catch, js_name = idFromName)]
+    fn id_from_name(this: &Namespace, name: &str) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(method, catch)]
+    fn get(this: &Namespace, id: &JsValue) -> Result<ConversationStub, JsValue>;
+
     type ConversationStub;
     #[wasm_bindgen(method, catch)]
     fn op(this: &ConversationStub, body: &str) -> Result<js_sys::Promise, JsValue>;
+}
+
+fn rpc_stub(env: &Env, name: &str) -> Result<ConversationStub, ApiError> {
+    let namespace =
+        env.unchecked_ref::<EnvBindings>().conversations().ok_or(ApiError::ConfigMissing(BINDING))?;
+    namespace.id_from_name(name).and_then(|id| namespace.get(&id)).map_err(|e| {
+        ApiError::StorageUnavailable(format!(
+            "The conversation object could not be reached: {}.",
+            js_message(&e)
+        ))
+    })
 }
 
 /// Sends `op` to the object `name` (one RPC call) and returns its answer, a JSON document
 /// (parsed only by the callers that read it).
 pub async fn op(env: &Env, name: &str, op: &Op) -> Result<String, ApiError> {
     let body = serde_json::to_string(op).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let stub: ConversationStub = stub(env, name)?.into_rpc();
+    let stub = rpc_stub(env, name)?;
     let failed = |e: JsValue| {
         ApiError::StorageUnavailable(format!("The conversation object failed: {}.", js_message(&e)))
     };

@@ -3,30 +3,38 @@
 //! builds on first access) cost about as much as the rest of the entry; here each is read
 //! only by the route that needs it.
 
+use std::cell::OnceCell;
+
 use futures_util::StreamExt;
 use wasm_bindgen_futures::JsFuture;
 use worker::Headers;
 
 use crate::error::ApiError;
 
-pub struct Request(web_sys::Request);
+pub struct Request(web_sys::Request, OnceCell<web_sys::Headers>);
 
 impl Request {
     pub fn new(req: web_sys::Request) -> Request {
-        Request(req)
+        Request(req, OnceCell::new())
     }
 
     pub fn inner(&self) -> &web_sys::Request {
         &self.0
     }
 
+    /// The runtime's `Headers` object, fetched once (each `request.headers` read is a crossing
+    /// into JS, and a webhook reads several headers).
+    fn js_headers(&self) -> &web_sys::Headers {
+        self.1.get_or_init(|| self.0.headers())
+    }
+
     pub fn headers(&self) -> Headers {
-        Headers(self.0.headers())
+        Headers(self.js_headers().clone())
     }
 
     /// One header's value (`None` when absent).
     pub fn header(&self, name: &str) -> Option<String> {
-        self.0.headers().get(name).ok().flatten()
+        self.js_headers().get(name).ok().flatten()
     }
 
     /// The method as sent (`PROPFIND` stays `PROPFIND`).
