@@ -33,8 +33,8 @@ use worker::{
 
 use crate::config::Config;
 use crate::core::conversation::{
-    decode_cursor, encode_cursor, order_ms, FallbackOrder, Frame, InboundMessage, InboundRecord, Op,
-    MAX_PAGE, READY_MESSAGES,
+    decode_cursor, encode_cursor, order_ms, split_records, FallbackOrder, Frame, InboundMessage,
+    InboundRecord, Op, MAX_PAGE, READY_MESSAGES,
 };
 use crate::core::fallback::{
     self, after_revoke, backoff_ms, on_record, AfterRevoke, OnRecord, Reason, SmsAnswer,
@@ -105,6 +105,18 @@ pub struct Core {
 /// A row read positionally (`SqlCursor::raw`): typed row structs would each bring their own
 /// JS-value deserializer into the wasm.
 type Row = Vec<SqlStorageValue>;
+
+/// A message's records as one text (see [`split_records`]), bound to `?1`: one row to read
+/// rather than one per record, each row being several calls into JavaScript.
+macro_rules! records_sql {
+    () => {
+        "SELECT group_concat(type || char(31) || meta, char(30)) FROM events WHERE message_id = ?1"
+    };
+}
+const RECORDS: &str = records_sql!();
+/// The message's callback URL and its records, in one statement.
+const CALLBACK_AND_RECORDS: &str =
+    concat!("SELECT (SELECT callback_url FROM messages WHERE message_id = ?1), (", records_sql!(), ")");
 
 fn text(row: &Row, i: usize) -> Option<String> {
     match row.get(i) {
@@ -325,15 +337,14 @@ impl Core {
     /// whether the status changed, queues the callback owed in the outbox and pushes the frame.
     /// All SQL here is synchronous: no other request interleaves between read and write.
     fn record(&self, message_id: &str, t: RecordType, meta: RecordMeta) -> Result<Value, ApiError> {
-        let records = self.records(message_id)?;
+        let row = self.rows(CALLBACK_AND_RECORDS, vec![message_id.into()])?;
+        let row = row.first();
+        let records = split_records(row.and_then(|r| text(r, 1)).as_deref());
         if records.iter().any(|(r, _)| *r == t) {
             let status = project(records.iter().map(|(r, _)| *r));
             return Ok(json!({"ok": true, "duplicate": true, "status": status}));
         }
-        let callback_url = self
-            .rows("SELECT callback_url FROM messages WHERE message_id = ?", vec![message_id.into()])?
-            .first()
-            .and_then(|r| text(r, 0));
+        let callback_url = row.and_then(|r| text(r, 0));
         let before = project(records.iter().map(|(r, _)| *r));
         let known = Known { callback_url, records };
         // Callbacks are for changes RBM (or a fallback) causes; the relay's own records (SENT, a
@@ -619,12 +630,8 @@ impl Core {
     }
 
     fn records(&self, message_id: &str) -> Result<Vec<(RecordType, RecordMeta)>, ApiError> {
-        let rows =
-            self.rows("SELECT type, meta FROM events WHERE message_id = ?", vec![message_id.into()])?;
-        Ok(rows
-            .iter()
-            .filter_map(|r| Some((RecordType::parse(&text(r, 0)?)?, RecordMeta::from_json(&text(r, 1)?)?)))
-            .collect())
+        let rows = self.rows(RECORDS, vec![message_id.into()])?;
+        Ok(split_records(rows.first().and_then(|r| text(r, 0)).as_deref()))
     }
 
     /// Keeps a user message (once) and pushes it to the conversation's pages; answers JSON text.

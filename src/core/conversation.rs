@@ -293,6 +293,20 @@ pub fn decode_cursor(cursor: &str) -> Option<(i64, String)> {
     Some((at.parse().ok()?, id.to_string()))
 }
 
+/// A message's records as the object reads them in one text: `type` US `meta` per record,
+/// records joined by RS (control characters JSON text never holds unescaped). Unreadable
+/// parts are skipped, as unreadable rows were.
+pub fn split_records(joined: Option<&str>) -> Vec<(RecordType, RecordMeta)> {
+    let Some(joined) = joined else { return Vec::new() };
+    joined
+        .split('\u{1e}')
+        .filter_map(|r| {
+            let (t, meta) = r.split_once('\u{1f}')?;
+            Some((RecordType::parse(t)?, RecordMeta::from_json(meta)?))
+        })
+        .collect()
+}
+
 /// A live frame for the conversation's sockets.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type")]
@@ -429,6 +443,21 @@ mod tests {
         for bad in ["", "!!", &URL_SAFE_NO_PAD.encode("nocolon"), &URL_SAFE_NO_PAD.encode("x:1")] {
             assert_eq!(decode_cursor(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn records_are_split_from_one_text() {
+        let meta = RecordMeta::from_json(r#"{"at":"2026-01-01T00:00:01Z","receivedAt":"2026-01-01T00:00:02Z","source":"webhook","eventId":"e\u001f\u001e"}"#)
+            .expect("meta");
+        let json = serde_json::to_string(&meta).unwrap();
+        assert!(!json.contains(['\u{1e}', '\u{1f}']), "{json}");
+        let joined = format!("DELIVERED\u{1f}{json}\u{1e}READ\u{1f}{json}\u{1e}MYSTERY\u{1f}{json}\u{1e}READ\u{1f}not json\u{1e}junk");
+        assert_eq!(
+            split_records(Some(&joined)),
+            vec![(RecordType::Delivered, meta.clone()), (RecordType::Read, meta)]
+        );
+        assert_eq!(split_records(None), vec![]);
+        assert_eq!(split_records(Some("")), vec![]);
     }
 
     #[test]
