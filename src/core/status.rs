@@ -248,7 +248,7 @@ impl RecordMeta {
     pub fn bounded(mut self) -> RecordMeta {
         // Field lengths are measured as serialised JSON: escapes (`\"`, `\u0000`) can make a
         // short string six times longer in the metadata.
-        let json_len = |s: &str| serde_json::to_string(s).map_or(usize::MAX, |j| j.len());
+        let json_len = super::json::str_len;
         for f in [&mut self.event_id, &mut self.phone_number, &mut self.agent_id] {
             if f.as_deref().is_some_and(|s| json_len(s) > MAX_META_FIELD) {
                 *f = None;
