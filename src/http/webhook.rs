@@ -95,6 +95,8 @@ struct Received<'a> {
     message_id: Option<&'a str>,
     event_id: Option<&'a str>,
     phone: Option<String>,
+    /// Absent without `X-Goog-Webhook-Type`, as in the forwarded document.
+    #[serde(skip_serializing_if = "Option::is_none")]
     webhook_type: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     event: Option<String>,
