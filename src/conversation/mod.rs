@@ -33,8 +33,8 @@ use worker::{
 
 use crate::config::Config;
 use crate::core::conversation::{
-    decode_cursor, encode_cursor, order_ms, split_records, FallbackOrder, Frame, InboundMessage,
-    InboundRecord, Op, MAX_PAGE, READY_MESSAGES,
+    decode_cursor, encode_cursor, order_ms, split_records, FallbackOrder, Frame, InboundRecord, Op, MAX_PAGE,
+    READY_MESSAGES,
 };
 use crate::core::fallback::{
     self, after_revoke, backoff_ms, on_record, AfterRevoke, OnRecord, Reason, SmsAnswer,
@@ -276,7 +276,7 @@ impl Core {
         // A user message (the most frequent op) is recorded from the op's text as it is.
         let out = match InboundRecord::from_op(body) {
             Some(message) => self.inbound(message, cfg.keep_history)?,
-            None => self.other_op(body, &cfg).await?.to_string(),
+            None => self.other_op(body, &cfg).await?,
         };
         // Most ops (a text, a receipt without callback) only add content, which the sweep
         // alarm already set covers: six queries and an alarm read saved per event.
@@ -287,10 +287,10 @@ impl Core {
         Ok(out)
     }
 
-    async fn other_op(&self, body: &str, cfg: &Config) -> Result<Value, ApiError> {
+    async fn other_op(&self, body: &str, cfg: &Config) -> Result<String, ApiError> {
         let op = Op::from_json(body)
             .map_err(|e| ApiError::InvalidRequest(format!("Not a conversation op: {e}.")))?;
-        Ok(match op {
+        let out = match op {
             Op::Outbound { message_id, content, callback_url, record, meta, fallback } => {
                 let at_ms = order_ms(&meta.at);
                 if let (Some(order), Some(_)) = (&fallback, record) {
@@ -320,17 +320,14 @@ impl Core {
                 out
             }
             Op::Status { message_id, record, meta } => self.record(&message_id, record, meta)?,
-            Op::Inbound { message } => {
-                let view = inbound_view(&message).to_string();
-                let message = InboundRecord { message_id: message.message_id, at: message.at, view };
-                serde_json::from_str(&self.inbound(message, cfg.keep_history)?).unwrap_or_default()
-            }
+            Op::Inbound { message } => return self.inbound(message.into(), cfg.keep_history),
             Op::Typing => {
                 self.broadcast(&Frame::Typing { active: true });
                 json!({"ok": true})
             }
             Op::TakeSend { max, units, expires_at_ms } => self.take_send(max, units, expires_at_ms).await?,
-        })
+        };
+        Ok(out.to_string())
     }
 
     /// Records `t` for a message (a duplicate changes nothing), decides on the exact records
@@ -918,13 +915,4 @@ struct OutboundItem<'a> {
     status: Option<&'static str>,
     events: &'a [crate::core::status::EventView],
     at: &'a str,
-}
-
-/// The history item of a user message.
-fn inbound_view(m: &InboundMessage) -> Value {
-    let mut v = serde_json::to_value(m).unwrap_or_else(|_| json!({}));
-    if let Value::Object(map) = &mut v {
-        map.insert("direction".into(), "inbound".into());
-    }
-    v
 }

@@ -191,8 +191,25 @@ impl InboundRecord {
         if rest != "}" {
             return None;
         }
-        Some(InboundRecord { message_id, at, view: format!(r#"{{"direction":"inbound",{members}"#) })
+        Some(InboundRecord { message_id, at, view: inbound_view(members) })
     }
+}
+
+/// The record of a message read by [`Op::from_json`] (an op in another shape than the Worker's).
+impl From<InboundMessage> for InboundRecord {
+    fn from(m: InboundMessage) -> InboundRecord {
+        let json = serde_json::to_string(&m).unwrap_or_default();
+        let view = inbound_view(json.strip_prefix('{').unwrap_or("}"));
+        InboundRecord { message_id: m.message_id, at: m.at, view }
+    }
+}
+
+/// The view of a user message from its object's members (its text after the `{`).
+fn inbound_view(members: &str) -> String {
+    if members.trim_start().starts_with('}') {
+        return r#"{"direction":"inbound"}"#.into();
+    }
+    format!(r#"{{"direction":"inbound",{members}"#)
 }
 
 /// The JSON string literal at the start of `s`, decoded, and what follows it.
@@ -477,6 +494,7 @@ mod tests {
             let mut expected = serde_json::to_value(message).unwrap();
             expected["direction"] = "inbound".into();
             assert_eq!(serde_json::from_str::<Value>(&rec.view).unwrap(), expected, "{}", rec.view);
+            assert_eq!(InboundRecord::from(message.clone()), rec, "the same record either way");
         }
         for other in [
             r#"{"inbound":{"message":{"messageId":"m","at":"t"}}}"#,
