@@ -12,7 +12,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startInstance, disposeAll, readWranglerToml, ratelimitsOf } from './lib/instance.mjs';
+import { runLoad } from './lib/loadgen.mjs';
 import { cpuMsOf, hasTaskset, pin } from './lib/procstat.mjs';
+import { CLIENT_TOKEN, API_KEY, asFn, buildReceipts, buildTexts, statusReq, webhookReq } from './lib/requests.mjs';
 import * as rbm from '../tests/support/rbm.mjs';
 import { startGoogleFake } from '../tests/fakes/google.mjs';
 
@@ -31,8 +33,6 @@ for (const dir of dirs) {
   }
 }
 
-const CLIENT_TOKEN = 'bench-client-token';
-const API_KEY = 'k'.repeat(32);
 const toml = readWranglerToml(path.join(REPO, 'wrangler.toml'));
 const compatibilityDate = toml.compatibilityDate ?? '2025-09-01';
 const pinned = hasTaskset() && (pin(process.pid, '0'), true);
@@ -58,34 +58,28 @@ for (const [i, dir] of dirs.entries()) {
   } });
 }
 
-let seq = 0;
-function request() {
-  seq += 1;
-  if (kind === 'health') return { method: 'GET', path: '/healthz' };
-  if (kind === 'status') return { method: 'GET', path: '/v1/messages/ab-status', headers: { authorization: `Bearer ${API_KEY}` } };
-  const event = kind === 'text' ? rbm.userText() : rbm.receipt(seq % 2 ? 'DELIVERED' : 'READ', `ab-${process.pid}-${seq >> 1}`);
-  const { headers, body } = rbm.signedEnvelope(event, CLIENT_TOKEN);
-  return { method: 'POST', path: '/webhook', headers, body };
+/** `n` requests of the kind, built before they are timed (the bench's own builders). */
+let tag = 0;
+function build(n) {
+  tag += 1;
+  if (kind === 'health') return asFn(() => ({ method: 'GET', path: '/healthz' }));
+  if (kind === 'status') return asFn(() => statusReq('ab-status'));
+  return asFn(kind === 'text' ? buildTexts(n) : buildReceipts(n, `ab${tag}`));
 }
-async function send(url, r) {
-  const res = await fetch(url + r.path, { method: r.method, headers: r.headers, body: r.body, signal: AbortSignal.timeout(30_000) });
-  await res.arrayBuffer();
-  if (res.status !== 200) throw new Error(`${r.method} ${r.path} -> ${res.status}`);
-}
+/** One batch over 4 keep-alive connections (the bench's load generator); every answer a 200. */
 async function batch(url, n) {
-  const reqs = Array.from({ length: n }, request);
-  let next = 0;
-  await Promise.all(Array.from({ length: 4 }, async () => { while (next < reqs.length) await send(url, reqs[next++]); }));
+  const res = await runLoad({ origin: url, connections: 4, durationMs: 60_000, maxRequests: n, request: build(n) });
+  if (res.ok !== n) throw new Error(`ab: ${url}: ${res.ok}/${n} answered 200 (${res.samples.join('; ')})`);
+  return res.answered;
 }
 
 try {
   for (const row of rows) row.inst = await startInstance(row.options, startOpts);
   if (kind === 'status') {
+    const seed = ['DELIVERED', 'READ'].map((t) => webhookReq(rbm.receipt(t, 'ab-status')));
     for (const row of rows) {
-      for (const t of ['DELIVERED', 'READ']) {
-        const { headers, body } = rbm.signedEnvelope(rbm.receipt(t, 'ab-status'), CLIENT_TOKEN);
-        await send(row.inst.url, { method: 'POST', path: '/webhook', headers, body });
-      }
+      const res = await runLoad({ origin: row.inst.url, connections: 1, durationMs: 30_000, maxRequests: 2, request: asFn(seed) });
+      if (res.ok !== 2) throw new Error(`ab: seeding the status read failed (${res.samples.join('; ')})`);
     }
   }
   for (const row of rows) await batch(row.inst.url, 300); // warm-up: JIT tiers, tables, caches
@@ -95,10 +89,10 @@ try {
   while (Date.now() < end) {
     for (const row of rows) {
       const c0 = cpuMsOf(row.inst.pids);
-      await batch(row.inst.url, size);
+      const answered = await batch(row.inst.url, size);
       await new Promise((r) => setTimeout(r, 20)); // let workerd finish the batch's after-work
       row.cpu += cpuMsOf(row.inst.pids) - c0;
-      row.n += size;
+      row.n += answered;
     }
   }
   const base = rows[0].cpu / rows[0].n;

@@ -36,6 +36,9 @@ import {
   cpuMsOf, machineJiffies, loadAvg, hasTaskset, pin, allowedCpus, cpuModel, CLK_TCK, processTable, topOthers,
 } from './lib/procstat.mjs';
 import { writeProbe } from './lib/probe.mjs';
+import {
+  CLIENT_TOKEN, API_KEY, AUTH, asFn, buildReceipts, buildTexts, buildSends, statusReq,
+} from './lib/requests.mjs';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const BUILD = path.join(REPO, 'build');
@@ -65,10 +68,6 @@ const S = {
 const DRAIN_TIMEOUT_MS = 60_000;
 const DRAIN_POLL_MS = 200;
 
-const CLIENT_TOKEN = 'bench-client-token';
-const API_KEY = 'bench-api-key';
-const AUTH = { authorization: `Bearer ${API_KEY}` };
-const JSON_CT = { 'content-type': 'application/json' };
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const median = (xs) => {
@@ -218,38 +217,6 @@ const RATIO_PAIRS = [
   ['2', '2d', 1.0],
   ['3', '3t', 1.0],
 ];
-
-// ------------------------------------------------------------------ request builders (untimed)
-
-/** A workload's pre-built requests as a function of the request index. */
-const asFn = (reqs) => (typeof reqs === 'function' ? reqs : (i) => reqs[i]);
-
-function webhookReq(event, path = '/webhook') {
-  const env = rbm.signedEnvelope(event, CLIENT_TOKEN);
-  return { method: 'POST', path, headers: env.headers, body: Buffer.from(env.body) };
-}
-/** n signed DELIVERED/READ receipts: message k gets DELIVERED then READ (n/2 distinct messages). */
-function buildReceipts(n, prefix, path = '/webhook') {
-  const out = new Array(n);
-  let id = '';
-  for (let i = 0; i < n; i++) {
-    if (i % 2 === 0) id = `${prefix}-${crypto.randomUUID()}`;
-    out[i] = webhookReq(rbm.receipt(i % 2 === 0 ? 'DELIVERED' : 'READ', id), path);
-  }
-  return out;
-}
-function buildTexts(n, path = '/webhook') {
-  return Array.from({ length: n }, () => webhookReq(rbm.userText(), path));
-}
-function buildSends(n) {
-  return Array.from({ length: n }, () => ({
-    method: 'POST', path: '/v1/messages', headers: { ...AUTH, ...JSON_CT },
-    body: Buffer.from(JSON.stringify({
-      contentMessage: { text: 'Hello, world!' }, messageTrafficType: 'TRANSACTION',
-      phoneNumber: rbm.PHONE, messageId: crypto.randomUUID(),
-    })),
-  }));
-}
 
 // ------------------------------------------------------------------ storage
 
@@ -552,7 +519,6 @@ async function main() {
     const reqs = ids.map(toReq);
     return (k) => reqs[k % reqs.length];
   };
-  const statusReq = (id) => ({ method: 'GET', path: `/v1/messages/${id}`, headers: AUTH });
 
   const defs = [];
   if (inst.inline) {
@@ -625,7 +591,7 @@ async function main() {
         },
       },
       {
-        id: '1t', inst: C, sink: sinks.calib, name: 'JS twin: webhook DELIVERED/READ', what: "twin of (1): same requests; crypto.subtle HMAC-SHA512 verify, decode, JSON.parse, one log line, KV put with metadata + TTL, then one fetch to a JS conversation object (SQLite: SELECT the message's events, SELECT its callback_url, INSERT OR IGNORE the event)", processing: 'inline',
+        id: '1t', inst: C, sink: sinks.calib, name: 'JS twin: webhook DELIVERED/READ', what: "twin of (1): same requests; crypto.subtle HMAC-SHA512 verify, decode, JSON.parse, one log line, KV put with metadata + TTL, then one RPC call to a JS conversation object (SQLite: SELECT the message's events, SELECT its callback_url, INSERT OR IGNORE the event)", processing: 'inline',
         build: (n, tag) => { const a = buildReceipts(n, `k1t${tag}`, '/webhook'); if (tag !== 'warm') last1t = a; return a; },
         check: receiptCheck(C, () => last1t),
       },
