@@ -273,6 +273,18 @@ function textEnvelope(over = {}) {
   return { event, data: env.data, body: env.body };
 }
 
+/** The Worker's "event received" log line (parsed) for the event with `messageId`. */
+function receivedLine(worker, messageId) {
+  const lines = worker.logs().split('\n').flatMap((l) => {
+    const i = l.indexOf('{"level"');
+    if (i < 0) return [];
+    try { return [JSON.parse(l.slice(i))]; } catch { return []; }
+  });
+  const line = lines.find((j) => j.msg === 'event received' && j.messageId === messageId);
+  assert.ok(line, `no "event received" line for ${messageId}`);
+  return line;
+}
+
 /** Checks a forwarded document: signed, type event, kind, RBM's event verbatim, webhookType. */
 function assertForward(d, { kind, event, webhookType }, what) {
   const ctx = `${what}: ${d.raw.slice(0, 600)}`;
@@ -673,6 +685,14 @@ describe('webhooks: X-Goog-Webhook-Type and agent launch events', () => {
     assert.equal(res2.status, 200, res2.text);
     const d2 = await forwardOf('/rbm', (b) => b.event?.messageId === plain.event.messageId, 'text without a type');
     assertForward(d2, { kind: 'text', event: plain.event, webhookType: undefined }, 'text without X-Goog-Webhook-Type');
+
+    // The "event received" line says the same: the header's value, or no webhookType at all.
+    const typed = receivedLine(w.main, withType.event.messageId);
+    assert.equal(typed.webhookType, 'user_message', JSON.stringify(typed));
+    assert.equal(typed.kind, 'text');
+    assert.match(typed.phone, /^\*+\d{4}$/, 'the phone is masked to its last 4 digits');
+    const untyped = receivedLine(w.main, plain.event.messageId);
+    assert.ok(!('webhookType' in untyped), JSON.stringify(untyped));
   });
 
   test('an agent launch event -> 200 kind agentLaunch, forwarded by default with its event verbatim', async () => {
